@@ -1,0 +1,54 @@
+package cmd
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestFlagSetEnvironmentTwins(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    time.Duration
+		wantB   bool
+		wantErr string
+	}{
+		{name: "defaults should apply without flag or environment", want: time.Minute},
+		{name: "the environment should set a value", env: map[string]string{"X_TIMEOUT": "90s", "X_DRY_RUN": "true"}, want: 90 * time.Second, wantB: true},
+		{name: "a flag should win over the environment", env: map[string]string{"X_TIMEOUT": "90s", "X_DRY_RUN": "true"}, args: []string{"--timeout=5s", "--dry-run=false"}, want: 5 * time.Second},
+		{
+			name:    "an invalid environment value should name the variable and the flag",
+			env:     map[string]string{"X_TIMEOUT": "soon"},
+			wantErr: `environment variable X_TIMEOUT="soon" is not a valid value of --timeout: want a duration like 30s, 5m or 2h`,
+		},
+		{
+			name:    "an invalid boolean in the environment should be refused even when the flag is given",
+			env:     map[string]string{"X_DRY_RUN": "maybe"},
+			args:    []string{"--dry-run"},
+			wantErr: `environment variable X_DRY_RUN="maybe" is not a valid value of --dry-run: want true or false`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fs := newFlagSet("x", func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }, io.Discard)
+			var d time.Duration
+			var b bool
+			fs.DurationVar(&d, "timeout", "X_TIMEOUT", time.Minute, "how long to wait")
+			fs.BoolVar(&b, "dry-run", "X_DRY_RUN", false, "change nothing")
+			err := fs.parse(tt.args)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, d)
+			require.Equal(t, tt.wantB, b)
+		})
+	}
+}
