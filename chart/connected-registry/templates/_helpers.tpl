@@ -1,0 +1,186 @@
+{{/*
+cr.values returns the chart's values as JSON with every flat dotted key folded into its nested twin, so the
+Azure extension's protected settings ({"tls.crt": "..."}) and nested values (tls: {crt: ...}) mean the same.
+A flat key wins over the nested default. Use: {{- $v := include "cr.values" . | fromJson }}
+*/}}
+{{- define "cr.values" -}}
+{{- $v := deepCopy .Values -}}
+{{- range $key, $val := .Values }}
+{{- if contains "." $key }}
+{{- $parts := splitList "." $key }}
+{{- $m := $v }}
+{{- range $p := initial $parts }}
+{{- if not (kindIs "map" (get $m $p)) }}{{ $_ := set $m $p dict }}{{ end }}
+{{- $m = get $m $p }}
+{{- end }}
+{{- $_ := set $m (last $parts) $val }}
+{{- $_ := unset $v $key }}
+{{- end }}
+{{- end }}
+{{- toJson $v }}
+{{- end }}
+
+{{- define "cr.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "cr.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* cr.labels: common labels; selector labels never hold the chart version. Argument: (list $ "component") */}}
+{{- define "cr.labels" -}}
+{{- $ctx := index . 0 -}}
+helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "cr.selectorLabels" . }}
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+app.kubernetes.io/part-of: connected-registry
+{{- end }}
+
+{{- define "cr.selectorLabels" -}}
+{{- $ctx := index . 0 -}}
+app.kubernetes.io/name: {{ include "cr.name" $ctx }}
+app.kubernetes.io/instance: {{ $ctx.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* cr.azureAnnotations: the Arc identity of the cluster and the extension, when the Arc extension manager set it. */}}
+{{- define "cr.azureAnnotations" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- $az := $v.Azure | default dict }}
+{{- $cluster := $az.Cluster | default dict }}
+{{- $ext := $az.Extension | default dict }}
+{{- with $cluster.ResourceId }}
+connected-registry.io/arc-cluster-resource-id: {{ . | quote }}
+{{- end }}
+{{- with $cluster.Region }}
+connected-registry.io/arc-cluster-region: {{ . | quote }}
+{{- end }}
+{{- with $cluster.Distribution }}
+connected-registry.io/arc-cluster-distribution: {{ . | quote }}
+{{- end }}
+{{- with $cluster.Infrastructure }}
+connected-registry.io/arc-cluster-infrastructure: {{ . | quote }}
+{{- end }}
+{{- with $ext.Name }}
+connected-registry.io/arc-extension-name: {{ . | quote }}
+{{- end }}
+{{- with $ext.ResourceId }}
+connected-registry.io/arc-extension-resource-id: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+cr.tlsSource names the one TLS source in use: "secret" (tls.secret), "byoc" (tls.crt + tls.key),
+"cert-manager" (cert-manager.enabled) or "generated" (the certgen hook).
+*/}}
+{{- define "cr.tlsSource" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- $tls := $v.tls | default dict }}
+{{- if $tls.secret }}secret
+{{- else if or $tls.crt $tls.key }}byoc
+{{- else if (index $v "cert-manager").enabled }}cert-manager
+{{- else }}generated
+{{- end }}
+{{- end }}
+
+{{/* cr.tlsSecretName is the kubernetes.io/tls Secret the registry serves, whatever its source. */}}
+{{- define "cr.tlsSecretName" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- if eq (include "cr.tlsSource" .) "secret" }}{{ $v.tls.secret }}
+{{- else }}{{ include "cr.fullname" . }}-tls
+{{- end }}
+{{- end }}
+
+{{/* cr.useNodeSelector resolves useNodeSelector and its older, inverted name skipNodeSelector. */}}
+{{- define "cr.useNodeSelector" -}}
+{{- $td := (include "cr.values" . | fromJson).trustDistribution | default dict }}
+{{- if kindIs "bool" $td.skipNodeSelector }}{{ not $td.skipNodeSelector }}
+{{- else }}{{ $td.useNodeSelector | default false }}
+{{- end }}
+{{- end }}
+
+{{/* cr.connectionFields parses the connection string into a dict of its fields (JSON). */}}
+{{- define "cr.connectionFields" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- $fields := dict }}
+{{- range (splitList ";" ($v.connectionString | default "")) }}
+{{- if trim . }}
+{{- $kv := splitn "=" 2 (trim .) }}
+{{- $_ := set $fields (trim $kv._0) (trim ($kv._1 | default "")) }}
+{{- end }}
+{{- end }}
+{{- toJson $fields }}
+{{- end }}
+
+{{/*
+cr.parentURL is the parent registry: registry.parent.url, else the connection string's endpoint, where an
+ACR data endpoint <name>.<region>.data.azurecr.io (.cn, .us) maps to the login server <name>.azurecr.io, as
+internal/connstring's ParentHost does for the binaries.
+*/}}
+{{- define "cr.parentURL" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- if $v.registry.parent.url }}
+{{- trimSuffix "/" $v.registry.parent.url }}
+{{- else }}
+{{- $f := include "cr.connectionFields" . | fromJson }}
+{{- $endpoint := get $f "ParentGatewayEndpoint" }}
+{{- $acr := "^([a-z0-9-]+)\\.([a-z0-9-]+)\\.data\\.azurecr\\.(io|cn|us)(:[0-9]+)?$" }}
+{{- if regexMatch $acr (lower $endpoint) }}
+{{- $endpoint = regexReplaceAll $acr (lower $endpoint) "${1}.azurecr.${3}${4}" }}
+{{- end }}
+{{- printf "%s://%s" (get $f "ParentEndpointProtocol" | default "https" | lower) $endpoint }}
+{{- end }}
+{{- end }}
+
+{{/* cr.parentCredentialsSecret is the Secret the credential helper reads, or empty for an anonymous parent. */}}
+{{- define "cr.parentCredentialsSecret" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- if $v.registry.parent.credentialsSecret }}{{ $v.registry.parent.credentialsSecret }}
+{{- else if $v.connectionString }}{{ include "cr.fullname" . }}-connection
+{{- end }}
+{{- end }}
+
+{{/* cr.parentCABundle is the PEM the registry trusts for its parent besides the system roots. */}}
+{{- define "cr.parentCABundle" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- $bundle := list }}
+{{- with $v.registry.parent.caBundle }}{{ $bundle = append $bundle (trim .) }}{{ end }}
+{{- if and (include "cr.proxyEnabled" . | eq "true") $v.Azure.proxySettings.proxyCert }}
+{{- $bundle = append $bundle (trim $v.Azure.proxySettings.proxyCert) }}
+{{- end }}
+{{- if $bundle }}{{ join "\n" $bundle }}{{ "\n" }}{{ end }}
+{{- end }}
+
+{{- define "cr.proxyEnabled" -}}
+{{- $p := (include "cr.values" . | fromJson).Azure.proxySettings | default dict }}
+{{- or (eq (toString $p.isProxyEnabled) "true") false }}
+{{- end }}
+
+{{- define "cr.hooksImage" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- printf "%s:%s" $v.hooks.image.repository ($v.hooks.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* cr.serviceDNSNames lists the names the registry's certificate must hold besides the ClusterIP. */}}
+{{- define "cr.serviceDNSNames" -}}
+{{- $svc := include "cr.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- toJson (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) }}
+{{- end }}
+
+{{/* cr.restrictedContainerSecurityContext: Pod Security Standard "restricted" for our own containers. */}}
+{{- define "cr.restrictedContainerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}

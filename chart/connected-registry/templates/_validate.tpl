@@ -1,0 +1,124 @@
+{{/*
+cr.validate fails the render on contradictory or missing values. Each message names the keys involved and the
+fix. Detailed checks of the material itself (certificates, the Secret, the service CIDR) run in the preflight hook.
+*/}}
+{{- define "cr.validate" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- $tls := $v.tls | default dict }}
+{{- $cm := index $v "cert-manager" | default dict }}
+{{- $td := $v.trustDistribution | default dict }}
+
+{{- /* Typographic quotes copied from a document: checked first, since they break every other check. */}}
+{{- $quoted := dict
+  "connectionString" $v.connectionString
+  "service.clusterIP" $v.service.clusterIP
+  "tls.secret" $tls.secret
+  "tls.crt" $tls.crt
+  "tls.key" $tls.key
+  "tls.cacrt" $tls.cacrt
+  "pvc.storageClassName" $v.pvc.storageClassName
+  "pvc.storageRequest" $v.pvc.storageRequest
+  "registry.parent.url" $v.registry.parent.url
+  "registry.parent.credentialsSecret" $v.registry.parent.credentialsSecret
+  "registry.clientAuthSecret" $v.registry.clientAuthSecret }}
+{{- range $key := keys $quoted | sortAlpha }}
+{{- $val := toString (get $quoted $key) }}
+{{- if regexMatch "[“”‘’„‟«»]" $val }}
+{{- if eq $key "connectionString" }}
+{{- fail (printf "connectionString contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the connection string with plain ASCII quotes or none") }}
+{{- else }}
+{{- fail (printf "%s contains typographic quotes (%s), probably copied from a document: write it as %s=%s" $key $val $key (regexReplaceAll "[“”‘’„‟«»]" $val "")) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* cert-manager.install is a dependency condition: Helm reads only its nested form. */}}
+{{- if hasKey .Values "cert-manager.install" }}
+{{- if ne (toString (index .Values "cert-manager.install")) (toString (index .Values "cert-manager" | default dict).install) }}
+{{- fail (printf "cert-manager.install was given as a flat key (%v), but Helm decides whether to install the cert-manager dependency from the nested value before any template runs: pass it as --set cert-manager.install=%v (or nested YAML) instead" (index .Values "cert-manager.install") (index .Values "cert-manager.install")) }}
+{{- end }}
+{{- end }}
+
+{{- /* Required values. */}}
+{{- if not $v.service.clusterIP }}
+{{- fail "service.clusterIP is required: set it to a free address inside the cluster's service CIDR, for example --set service.clusterIP=10.96.0.50 (nodes pull from <clusterIP>:443)" }}
+{{- end }}
+{{- if and (not $v.connectionString) (not $v.registry.parent.url) }}
+{{- fail "connectionString is required: set it to the output of `az acr connected-registry get-settings` (ConnectedRegistryName=…;SyncTokenName=…;SyncTokenPassword=…;ParentGatewayEndpoint=…;ParentEndpointProtocol=https), or name a parent with registry.parent.url" }}
+{{- end }}
+{{- if $v.connectionString }}
+{{- if regexMatch "\\s" (trim $v.connectionString) }}
+{{- fail "connectionString contains whitespace (a space, tab or line break between its fields), probably from copying it across lines: give it as one line, exactly as `az acr connected-registry get-settings` prints it" }}
+{{- end }}
+{{- $f := include "cr.connectionFields" . | fromJson }}
+{{- range $field := list "ConnectedRegistryName" "SyncTokenName" "SyncTokenPassword" "ParentGatewayEndpoint" "ParentEndpointProtocol" }}
+{{- if not (get $f $field) }}
+{{- fail (printf "connectionString lacks a value for %s: copy the whole connection string from `az acr connected-registry get-settings --generate-password 1`" $field) }}
+{{- end }}
+{{- end }}
+{{- if regexMatch "^[a-zA-Z]+://|/" (get $f "ParentGatewayEndpoint") }}
+{{- fail (printf "connectionString has ParentGatewayEndpoint=%s, but it takes a host[:port] without scheme or path (like myregistry.eastus.data.azurecr.io); the scheme goes in ParentEndpointProtocol" (get $f "ParentGatewayEndpoint")) }}
+{{- end }}
+{{- if not (has (get $f "ParentEndpointProtocol" | lower) (list "http" "https")) }}
+{{- fail (printf "connectionString has ParentEndpointProtocol=%s: use https (or http for a parent without TLS)" (get $f "ParentEndpointProtocol")) }}
+{{- end }}
+{{- end }}
+{{- if and (eq $v.registry.engine "acr") (not $v.connectionString) }}
+{{- fail "registry.engine=acr needs connectionString: Microsoft's connected-registry image syncs with the parent named by it" }}
+{{- end }}
+
+{{- /* Exactly one TLS source. */}}
+{{- if and $tls.secret (or $tls.crt $tls.key $tls.cacrt) }}
+{{- fail "tls.secret and tls.crt/tls.key/tls.cacrt both choose the registry certificate: keep tls.secret to use the existing Secret, or remove it to use the certificate given in tls.crt" }}
+{{- end }}
+{{- if and (or $tls.secret $tls.crt $tls.key $tls.cacrt) $cm.enabled }}
+{{- $key := ternary "tls.secret" "tls.crt" (not (empty $tls.secret)) }}
+{{- fail (printf "%s and cert-manager.enabled=true both choose the registry certificate: set cert-manager.enabled=false (and cert-manager.install=false) to use your own certificate, or remove %s to let cert-manager issue one" $key $key) }}
+{{- end }}
+{{- if and $tls.crt (not $tls.key) }}
+{{- fail "tls.crt is set without tls.key: give the certificate's private key as base64 of its PEM in tls.key" }}
+{{- end }}
+{{- if and $tls.key (not $tls.crt) }}
+{{- fail "tls.key is set without tls.crt: give the certificate as base64 of its PEM in tls.crt" }}
+{{- end }}
+{{- if and $tls.cacrt (not $tls.crt) }}
+{{- fail "tls.cacrt is set without tls.crt and tls.key: give the serving certificate and its key as well, or use tls.secret" }}
+{{- end }}
+{{- range $key := list "crt" "key" "cacrt" }}
+{{- $raw := get $tls $key | default "" | toString }}
+{{- if $raw }}
+{{- $b64 := regexReplaceAll "\\s" $raw "" }}
+{{- if not (regexMatch "^[A-Za-z0-9+/]+={0,2}$" $b64) }}
+{{- if contains "-----BEGIN" $raw }}
+{{- fail (printf "tls.%s holds PEM text, but the chart expects it base64-encoded: give the output of `base64 -w0 <file>`" $key) }}
+{{- end }}
+{{- fail (printf "tls.%s is not valid base64: give the output of `base64 -w0 <file>` of the PEM file" $key) }}
+{{- end }}
+{{- $pem := b64dec $b64 }}
+{{- if hasPrefix "LS0tLS1CRUdJTi" $pem }}
+{{- fail (printf "tls.%s is base64-encoded twice: decode it once (`base64 -d`) and give the result" $key) }}
+{{- end }}
+{{- if not (contains "-----BEGIN " $pem) }}
+{{- fail (printf "tls.%s decodes to something that is not PEM (no \"-----BEGIN\" line): give base64 of the PEM file" $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* cert-manager must be there when the chart does not install it. */}}
+{{- if and $cm.enabled (not $cm.install) (not (.Capabilities.APIVersions.Has "cert-manager.io/v1")) }}
+{{- fail "cert-manager.enabled=true with cert-manager.install=false needs cert-manager in the cluster, but the API cert-manager.io/v1 is not served: install cert-manager first, or set cert-manager.install=true, or choose another TLS source (tls.secret, tls.crt, or cert-manager.enabled=false for generated certificates). With `helm template`, pass --api-versions cert-manager.io/v1" }}
+{{- end }}
+
+{{- /* The node-selector switch and its older name. */}}
+{{- if and (kindIs "bool" $td.skipNodeSelector) $td.skipNodeSelector $td.useNodeSelector }}
+{{- fail "trustDistribution.useNodeSelector=true contradicts trustDistribution.skipNodeSelector=true (its older, inverted name): set only useNodeSelector" }}
+{{- end }}
+
+{{- /* Registry engine and mode. */}}
+{{- if and (eq $v.registry.mode "ReadWrite") (eq $v.registry.engine "distribution") }}
+{{- fail "registry.mode=ReadWrite needs registry.engine=acr: Distribution's pull-through cache (registry.engine=distribution) cannot accept pushes; use registry.mode=ReadOnly" }}
+{{- end }}
+{{- if and $v.registry.parent.credentialsSecret (not $v.registry.parent.url) }}
+{{- fail "registry.parent.credentialsSecret is set without registry.parent.url: name the parent the credentials are for, or remove it to use the connection string's sync token" }}
+{{- end }}
+{{- end }}
