@@ -1,0 +1,338 @@
+package chart_test
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/connected-registry/connected-registry/internal/chartrender"
+)
+
+const (
+	testConnectionString = "ConnectedRegistryName=edge1;SyncTokenName=edge1-sync-token;SyncTokenPassword=s3cret-password;ParentGatewayEndpoint=contoso.westus2.data.azurecr.io;ParentEndpointProtocol=https"
+	testClusterIP        = "10.96.0.50"
+)
+
+// base are the values every render needs.
+func base() map[string]any {
+	return map[string]any{"connectionString": testConnectionString, "service": map[string]any{"clusterIP": testClusterIP}}
+}
+
+func with(extra map[string]any) map[string]any {
+	v := base()
+	for k, val := range extra {
+		v[k] = val
+	}
+	return v
+}
+
+func render(t *testing.T, vals map[string]any, apis ...string) (*chartrender.Result, error) {
+	t.Helper()
+	return chartrender.Render(chartrender.Options{Values: vals, APIVersions: apis})
+}
+
+func scenarioValue(t *testing.T, scenario, key string) string {
+	t.Helper()
+	files, err := chartrender.ScenarioFiles()
+	require.NoError(t, err)
+	vals, err := chartrender.Options{ValuesFiles: []string{files[scenario]}}.MergedValues()
+	require.NoError(t, err)
+	s, _ := vals[key].(string)
+	require.NotEmpty(t, s, "%s has no %s", scenario, key)
+	return s
+}
+
+func TestRenderErrors(t *testing.T) {
+	t.Parallel()
+	pemCrt := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	b64Crt := base64.StdEncoding.EncodeToString([]byte(pemCrt))
+	tests := []struct {
+		name string
+		vals map[string]any
+		apis []string
+		want string
+	}{
+		{
+			name: "tls.crt together with the default cert-manager.enabled=true should fail naming both keys",
+			vals: with(map[string]any{"tls.crt": b64Crt, "tls.key": b64Crt}),
+			want: "tls.crt and cert-manager.enabled=true both choose the registry certificate: set cert-manager.enabled=false (and cert-manager.install=false) to use your own certificate, or remove tls.crt to let cert-manager issue one",
+		},
+		{
+			name: "tls.secret together with cert-manager.enabled=true should fail naming both keys",
+			vals: with(map[string]any{"tls.secret": "k8secret"}),
+			want: "tls.secret and cert-manager.enabled=true both choose the registry certificate: set cert-manager.enabled=false (and cert-manager.install=false) to use your own certificate, or remove tls.secret to let cert-manager issue one",
+		},
+		{
+			name: "tls.secret together with tls.crt should fail",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.secret": "k8secret", "tls.crt": b64Crt, "tls.key": b64Crt}),
+			want: "tls.secret and tls.crt/tls.key/tls.cacrt both choose the registry certificate: keep tls.secret to use the existing Secret, or remove it to use the certificate given in tls.crt",
+		},
+		{
+			name: "tls.crt without tls.key should fail",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.crt": b64Crt}),
+			want: "tls.crt is set without tls.key: give the certificate's private key as base64 of its PEM in tls.key",
+		},
+		{
+			name: "tls.key without tls.crt should fail",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.key": b64Crt}),
+			want: "tls.key is set without tls.crt: give the certificate as base64 of its PEM in tls.crt",
+		},
+		{
+			name: "PEM text instead of base64 should fail with the base64 command",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.crt": pemCrt, "tls.key": b64Crt}),
+			want: "tls.crt holds PEM text, but the chart expects it base64-encoded: give the output of `base64 -w0 <file>`",
+		},
+		{
+			name: "base64 applied twice should fail",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.crt": base64.StdEncoding.EncodeToString([]byte(b64Crt)), "tls.key": b64Crt}),
+			want: "tls.crt is base64-encoded twice: decode it once (`base64 -d`) and give the result",
+		},
+		{
+			name: "base64 of something that is not PEM should fail",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.crt": b64Crt, "tls.key": base64.StdEncoding.EncodeToString([]byte("hello"))}),
+			want: `tls.key decodes to something that is not PEM (no "-----BEGIN" line): give base64 of the PEM file`,
+		},
+		{
+			name: "useNodeSelector contradicting skipNodeSelector should fail",
+			vals: with(map[string]any{"trustDistribution": map[string]any{"useNodeSelector": true, "skipNodeSelector": true}}),
+			want: "trustDistribution.useNodeSelector=true contradicts trustDistribution.skipNodeSelector=true (its older, inverted name): set only useNodeSelector",
+		},
+		{
+			name: "a missing connectionString should fail",
+			vals: map[string]any{"service": map[string]any{"clusterIP": testClusterIP}},
+			want: "connectionString is required: set it to the output of `az acr connected-registry get-settings` (ConnectedRegistryName=…;SyncTokenName=…;SyncTokenPassword=…;ParentGatewayEndpoint=…;ParentEndpointProtocol=https), or name a parent with registry.parent.url",
+		},
+		{
+			name: "a missing service.clusterIP should fail",
+			vals: map[string]any{"connectionString": testConnectionString},
+			want: "service.clusterIP is required: set it to a free address inside the cluster's service CIDR, for example --set service.clusterIP=10.96.0.50 (nodes pull from <clusterIP>:443)",
+		},
+		{
+			name: "a connection string without its sync token password should fail without echoing it",
+			vals: with(map[string]any{"connectionString": "ConnectedRegistryName=edge1;SyncTokenName=tok;SyncTokenPassword=;ParentGatewayEndpoint=contoso.westus2.data.azurecr.io;ParentEndpointProtocol=https"}),
+			want: "connectionString lacks a value for SyncTokenPassword: copy the whole connection string from `az acr connected-registry get-settings --generate-password 1`",
+		},
+		{
+			name: "a connection string broken across lines should fail without echoing it",
+			vals: with(map[string]any{"connectionString": strings.Replace(testConnectionString, ";SyncTokenPassword", ";\n SyncTokenPassword", 1)}),
+			want: "connectionString contains whitespace (a space, tab or line break between its fields), probably from copying it across lines: give it as one line, exactly as `az acr connected-registry get-settings` prints it",
+		},
+		{
+			name: "a parent endpoint with a scheme should fail naming ParentEndpointProtocol",
+			vals: with(map[string]any{"connectionString": strings.Replace(testConnectionString, "ParentGatewayEndpoint=", "ParentGatewayEndpoint=https://", 1)}),
+			want: "connectionString has ParentGatewayEndpoint=https://contoso.westus2.data.azurecr.io, but it takes a host[:port] without scheme or path (like myregistry.eastus.data.azurecr.io); the scheme goes in ParentEndpointProtocol",
+		},
+		{
+			name: "tls.secret in typographic quotes copied from the Azure docs should fail with the fix",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.secret": "“k8secret”"}),
+			want: "tls.secret contains typographic quotes (“k8secret”), probably copied from a document: write it as tls.secret=k8secret",
+		},
+		{
+			name: "a connection string in typographic quotes should fail without echoing it",
+			vals: with(map[string]any{"connectionString": "“" + testConnectionString + "”"}),
+			want: "connectionString contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the connection string with plain ASCII quotes or none",
+		},
+		{
+			name: "cert-manager.install=false without cert-manager in the cluster should fail",
+			vals: with(map[string]any{"cert-manager": map[string]any{"install": false}}),
+			want: "cert-manager.enabled=true with cert-manager.install=false needs cert-manager in the cluster, but the API cert-manager.io/v1 is not served: install cert-manager first, or set cert-manager.install=true, or choose another TLS source (tls.secret, tls.crt, or cert-manager.enabled=false for generated certificates). With `helm template`, pass --api-versions cert-manager.io/v1",
+		},
+		{
+			name: "cert-manager.install given as a flat key should fail, since Helm reads dependency conditions nested",
+			vals: with(map[string]any{"cert-manager.install": false}),
+			want: "cert-manager.install was given as a flat key (false), but Helm decides whether to install the cert-manager dependency from the nested value before any template runs: pass it as --set cert-manager.install=false (or nested YAML) instead",
+		},
+		{
+			name: "ReadWrite mode with the distribution engine should fail",
+			vals: with(map[string]any{"registry": map[string]any{"mode": "ReadWrite"}}),
+			want: "registry.mode=ReadWrite needs registry.engine=acr: Distribution's pull-through cache (registry.engine=distribution) cannot accept pushes; use registry.mode=ReadOnly",
+		},
+		{
+			name: "a misspelled key should fail the strict schema",
+			vals: with(map[string]any{"tls.crtt": "x"}),
+			want: "tls.crtt",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := render(t, tc.vals, tc.apis...)
+			require.Error(t, err)
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), "s3cret-password", "an error must never echo the sync token password")
+		})
+	}
+}
+
+func TestFlatKeysMeanTheSameAsNested(t *testing.T) {
+	t.Parallel()
+	crt := scenarioValue(t, "byoc", "tls.crt")
+	key := scenarioValue(t, "byoc", "tls.key")
+	flat := map[string]any{
+		"connectionString": testConnectionString, "service.clusterIP": testClusterIP,
+		"cert-manager.enabled": false, "cert-manager": map[string]any{"install": false},
+		"tls.crt": crt, "tls.key": key, "tls.cacrt": crt,
+	}
+	nested := map[string]any{
+		"connectionString": testConnectionString, "service": map[string]any{"clusterIP": testClusterIP},
+		"cert-manager": map[string]any{"enabled": false, "install": false},
+		"tls":          map[string]any{"crt": crt, "key": key, "cacrt": crt},
+	}
+	a, err := render(t, flat)
+	require.NoError(t, err)
+	b, err := render(t, nested)
+	require.NoError(t, err)
+	require.Equal(t, b.YAML(), a.YAML())
+	s, ok := a.Find("Secret", "cr-connected-registry-tls")
+	require.True(t, ok, "the BYOC Secret is rendered")
+	require.Equal(t, "kubernetes.io/tls", s.Object["type"])
+	data := s.Object["data"].(map[string]any)
+	require.Equal(t, crt, data["tls.crt"])
+	require.Equal(t, key, data["tls.key"])
+	require.Equal(t, crt, data["ca.crt"])
+}
+
+func TestProtectedSettingsJSONFiles(t *testing.T) {
+	t.Parallel()
+	crt := scenarioValue(t, "byoc", "tls.crt")
+	key := scenarioValue(t, "byoc", "tls.key")
+	dir := t.TempDir()
+	byoc := filepath.Join(dir, "protected-settings-byoc.json")
+	require.NoError(t, os.WriteFile(byoc, []byte(`{"connectionString": "`+testConnectionString+`", "tls.crt": "`+crt+`", "tls.key": "`+key+`", "tls.cacrt": "`+crt+`"}`), 0o600))
+	secret := filepath.Join(dir, "protected-settings-secret.json")
+	require.NoError(t, os.WriteFile(secret, []byte(`{"connectionString": "`+testConnectionString+`", "tls.secret": "k8secret"}`), 0o600))
+
+	t.Run("BYOC protected settings with --set cert-manager.enabled=false render the certificate Secret", func(t *testing.T) {
+		t.Parallel()
+		res, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{byoc}, Set: []string{"cert-manager.enabled=false", "cert-manager.install=false", "service.clusterIP=" + testClusterIP}})
+		require.NoError(t, err)
+		_, ok := res.Find("Secret", "cr-connected-registry-tls")
+		require.True(t, ok)
+		require.Contains(t, res.Notes, "TLS source:         byoc")
+	})
+	t.Run("Secret protected settings with --set cert-manager.enabled=false mount the existing Secret", func(t *testing.T) {
+		t.Parallel()
+		res, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{secret}, Set: []string{"cert-manager.enabled=false", "cert-manager.install=false", "service.clusterIP=" + testClusterIP}})
+		require.NoError(t, err)
+		_, ok := res.Find("Secret", "cr-connected-registry-tls")
+		require.False(t, ok, "no certificate Secret of our own")
+		d, ok := res.Find("Deployment", "cr-connected-registry")
+		require.True(t, ok)
+		require.Contains(t, d.YAML, "secretName: k8secret")
+	})
+}
+
+func TestConnectionStringOnlyInASecret(t *testing.T) {
+	t.Parallel()
+	scenarios, err := chartrender.ScenarioFiles()
+	require.NoError(t, err)
+	for name, file := range scenarios {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			apis, err := chartrender.ScenarioAPIVersions(file)
+			require.NoError(t, err)
+			res, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{file}, APIVersions: apis})
+			require.NoError(t, err)
+			password := "not-a-real-password-0123456789"
+			secrets := 0
+			for _, d := range res.Documents {
+				if d.Kind() == "Secret" && d.Name() == "cr-connected-registry-connection" {
+					secrets++
+					continue
+				}
+				require.NotContains(t, d.YAML, password, "%s %s holds the sync token password", d.Kind(), d.Name())
+				require.NotContains(t, d.YAML, base64.StdEncoding.EncodeToString([]byte("SyncTokenPassword=")), "%s %s", d.Kind(), d.Name())
+			}
+			require.Equal(t, 1, secrets)
+			require.NotContains(t, res.Notes, password)
+		})
+	}
+}
+
+func TestParentFromConnectionString(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, endpoint, protocol, want string
+	}{
+		{"an ACR data endpoint should map to its login server", "contoso.westus2.data.azurecr.io", "https", "https://contoso.azurecr.io"},
+		{"an ACR data endpoint in capitals should map to its login server", "Contoso.WestUS2.Data.AzureCR.io", "https", "https://contoso.azurecr.io"},
+		{"a connected registry parent should be used as it is", "parent-edge.example.internal", "https", "https://parent-edge.example.internal"},
+		{"a host and port over http should be kept", "10.1.2.3:5000", "http", "http://10.1.2.3:5000"},
+		{"an ACR data endpoint of another cloud with a port should map and keep the port", "contoso.chinaeast2.data.azurecr.cn:443", "https", "https://contoso.azurecr.cn:443"},
+		{"a parent named in capitals that is not ACR should keep its case", "Parent.Example.Internal", "https", "https://Parent.Example.Internal"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cs := "ConnectedRegistryName=edge1;SyncTokenName=tok;SyncTokenPassword=pw;ParentGatewayEndpoint=" + tc.endpoint + ";ParentEndpointProtocol=" + tc.protocol
+			res, err := render(t, with(map[string]any{"connectionString": cs}))
+			require.NoError(t, err)
+			cm, ok := res.Find("ConfigMap", "cr-connected-registry-config")
+			require.True(t, ok)
+			require.Contains(t, cm.YAML, `remoteurl: "`+tc.want+`"`)
+		})
+	}
+}
+
+func TestParentOverrideAndProxy(t *testing.T) {
+	t.Parallel()
+	vals := map[string]any{
+		"service": map[string]any{"clusterIP": testClusterIP, "cidr": "10.96.0.0/16"},
+		"registry": map[string]any{"parent": map[string]any{
+			"url": "https://parent.example.internal:8443/", "credentialsSecret": "parent-creds",
+			"caBundle": "-----BEGIN CERTIFICATE-----\nPARENT\n-----END CERTIFICATE-----",
+		}},
+		"Azure": map[string]any{"proxySettings": map[string]any{
+			"isProxyEnabled": "true", "httpsProxy": "http://proxy.example.internal:3128", "noProxy": "corp.example.internal",
+			"proxyCert": "-----BEGIN CERTIFICATE-----\nPROXY\n-----END CERTIFICATE-----",
+		}, "Cluster": map[string]any{"Region": "westus2", "Cloud": "AzureCloud"}},
+	}
+	res, err := render(t, vals, chartrender.CertManagerAPIVersion)
+	require.NoError(t, err)
+	cm, ok := res.Find("ConfigMap", "cr-connected-registry-config")
+	require.True(t, ok)
+	require.Contains(t, cm.YAML, `remoteurl: "https://parent.example.internal:8443"`)
+	ca, ok := res.Find("ConfigMap", "cr-connected-registry-parent-ca")
+	require.True(t, ok, "the parent CA bundle is rendered")
+	bundle := ca.Object["data"].(map[string]any)["ca.crt"].(string)
+	require.Contains(t, bundle, "PARENT")
+	require.Contains(t, bundle, "PROXY", "the proxy's certificate joins the bundle")
+	_, ok = res.Find("Secret", "cr-connected-registry-connection")
+	require.False(t, ok, "no connection string, no Secret for it")
+	d, _ := res.Find("Deployment", "cr-connected-registry")
+	require.Contains(t, d.YAML, "secretName: parent-creds")
+	require.Contains(t, d.YAML, "value: /etc/connected-registry/parent-ca/ca.crt")
+	require.Contains(t, d.YAML, `value: "http://proxy.example.internal:3128"`)
+	require.Contains(t, d.YAML, `value: "corp.example.internal,10.96.0.50,10.96.0.0/16,localhost,127.0.0.1,.svc,.svc.cluster.local,kubernetes.default"`)
+	require.Contains(t, d.YAML, `connected-registry.io/arc-cluster-region: "westus2"`)
+}
+
+func TestTrustDistributionNotes(t *testing.T) {
+	t.Parallel()
+	on, err := render(t, base(), chartrender.CertManagerAPIVersion)
+	require.NoError(t, err)
+	require.Contains(t, on.Notes, "Trust distribution is on")
+	off, err := render(t, with(map[string]any{"trustDistribution": map[string]any{"enabled": false}}))
+	require.NoError(t, err)
+	require.Contains(t, off.Notes, "Trust distribution is off (trustDistribution.enabled=false)")
+	require.Contains(t, off.Notes, "/etc/containerd/certs.d/10.96.0.50:443/hosts.toml")
+	sel, err := render(t, with(map[string]any{"trustDistribution": map[string]any{"skipNodeSelector": false}}))
+	require.NoError(t, err)
+	require.Contains(t, sel.Notes, "nodes labelled containerd-configured-by=connected-registry", "skipNodeSelector=false means the node selector is used")
+}
+
+func TestSelectorLabelsHoldNoVersion(t *testing.T) {
+	t.Parallel()
+	res, err := render(t, base(), chartrender.CertManagerAPIVersion)
+	require.NoError(t, err)
+	for _, d := range res.OfKind("Deployment") {
+		sel := d.Object["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
+		for k, v := range sel {
+			require.False(t, strings.Contains(k, "version") || strings.Contains(k, "chart"), "selector label %s=%v", k, v)
+		}
+	}
+}
