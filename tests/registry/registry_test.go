@@ -177,8 +177,8 @@ func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *te
 	// As the Azure extension's protected settings give them: flat keys, base64 of PEM.
 	values["tls.crt"] = base64.StdEncoding.EncodeToString(certPEM)
 	values["tls.key"] = base64.StdEncoding.EncodeToString(keyPEM)
-	values["tls.cacrt"] = base64.StdEncoding.EncodeToString(ca.certPEM)
-	values["registry"] = map[string]any{"parent": map[string]any{"caBundle": string(ca.certPEM)}}
+	values["tls.cacrt"] = base64.StdEncoding.EncodeToString(ca.CertPEM)
+	values["registry"] = map[string]any{"parent": map[string]any{"caBundle": string(ca.CertPEM)}}
 	res, err := chartrender.Render(chartrender.Options{Set: set, Values: values})
 	if err != nil {
 		t.Fatalf("rendering the chart: %v", err)
