@@ -124,17 +124,20 @@ func rotatePasswords(in string) (string, bool) {
 		if !found || key != connstring.FieldSyncTokenPassword {
 			continue
 		}
-		rot := strings.Map(func(r rune) rune {
+		// Byte by byte: strings.Map would turn each invalid UTF-8 byte into a three-byte U+FFFD and change the
+		// input's length, and so its verdict.
+		b := []byte(value)
+		for j, c := range b {
 			switch {
-			case r >= 'a' && r <= 'z':
-				return 'a' + (r-'a'+13)%26
-			case r >= 'A' && r <= 'Z':
-				return 'A' + (r-'A'+13)%26
-			case r >= '0' && r <= '9':
-				return '0' + (r-'0'+5)%10
+			case c >= 'a' && c <= 'z':
+				b[j] = 'a' + (c-'a'+13)%26
+			case c >= 'A' && c <= 'Z':
+				b[j] = 'A' + (c-'A'+13)%26
+			case c >= '0' && c <= '9':
+				b[j] = '0' + (c-'0'+5)%10
 			}
-			return r
-		}, value)
+		}
+		rot := string(b)
 		if rot != value {
 			segments[i] = key + "=" + rot
 			changed = true
