@@ -43,9 +43,19 @@ type command struct {
 	new     func(s Streams) Options
 }
 
-// commands lists the subcommands. Later issues add preflight, certgen and trust-agent.
+// commands lists the subcommands. A later issue adds trust-agent.
 func commands() []command {
 	return []command{
+		{
+			name:    "preflight",
+			summary: "check the release's values and the cluster before install or upgrade, one line per check; exit 1 on a failure",
+			new:     func(s Streams) Options { return &PreflightOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
+		{
+			name:    "certgen",
+			summary: "generate the registry's CA and serving certificate into kubernetes.io/tls Secrets, keeping what is still right",
+			new:     func(s Streams) Options { return &CertgenOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
 		{
 			name:    "install-credential-helper",
 			summary: "copy this binary to --dest, where the registry runs it as its Docker credential helper",

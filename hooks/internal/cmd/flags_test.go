@@ -52,3 +52,38 @@ func TestFlagSetEnvironmentTwins(t *testing.T) {
 		})
 	}
 }
+
+func TestFlagSetListsAndInts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    []string
+		wantN   int
+		wantErr string
+	}{
+		{name: "defaults should apply without flag or environment", want: []string{"a"}, wantN: 256},
+		{name: "the environment should give a comma-separated list", env: map[string]string{"X_DNS": "b, c,,d", "X_SIZE": "2048"}, want: []string{"b", "c", "d"}, wantN: 2048},
+		{name: "flags should replace the environment's list and may repeat", env: map[string]string{"X_DNS": "b"}, args: []string{"--dns=c,d", "--dns", "e"}, want: []string{"c", "d", "e"}, wantN: 256},
+		{name: "an invalid number should name the flag", args: []string{"--size=big"}, wantErr: `invalid value "big" for flag -size: want a whole number`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fs := newFlagSet("x", func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }, io.Discard)
+			var list []string
+			var n int
+			fs.ListVar(&list, "dns", "X_DNS", []string{"a"}, "names")
+			fs.IntVar(&n, "size", "X_SIZE", 256, "bits")
+			err := fs.parse(tt.args)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, list)
+			require.Equal(t, tt.wantN, n)
+		})
+	}
+}

@@ -1,0 +1,199 @@
+// Package preflight checks a release's values against the cluster before Helm installs or upgrades anything: a
+// chain of named checks, each with a one-line verdict (ok, warn or fail) that names the value and the fix.
+// Every check runs, so one install attempt shows every problem; within a check, the first failure ends it.
+//
+// The checks read the API server through kubernetes.Interface with least privilege: named Secrets and
+// Services, the cluster's ServiceCIDRs, IPAddresses, StorageClasses and Nodes, and API discovery.
+package preflight
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/connected-registry/connected-registry/internal/tlscheck"
+)
+
+// Status is a check's verdict; the same as the TLS checks'.
+type Status = tlscheck.Status
+
+// Verdicts.
+const (
+	OK   = tlscheck.OK
+	Warn = tlscheck.Warn
+	Fail = tlscheck.Fail
+)
+
+// TLS sources, as the chart's cr.tlsSource names them.
+const (
+	SourceSecret      = "secret"
+	SourceBYOC        = "byoc"
+	SourceCertManager = "cert-manager"
+	SourceGenerated   = "generated"
+)
+
+// Keys of the hook Secret in which the chart hands over values that must not appear in the Job's spec.
+const (
+	InputConnectionString = "connectionString"
+	InputTLSCrt           = "tls.crt"
+	InputTLSKey           = "tls.key"
+	InputTLSCACrt         = "tls.cacrt"
+)
+
+// TrustNodeLabel is the label trustDistribution.useNodeSelector selects nodes by.
+const TrustNodeLabel = "containerd-configured-by=connected-registry"
+
+// Config is what the chart tells the checks about the release.
+type Config struct {
+	Namespace string
+	// Upgrade is true for helm upgrade: the release's own objects then exist and do not count against it.
+	Upgrade bool
+	// Service is the release's Service; PVC its cache claim.
+	Service, PVC string
+	// InputSecret is the hook Secret holding connectionString and the BYOC values; empty when there are none.
+	InputSecret string
+
+	ClusterIP string
+	// DNSNames are the Service's names, for the certificate's SANs.
+	DNSNames []string
+
+	// TLSSource is secret, byoc, cert-manager or generated; TLSSecret names the Secret of the secret source.
+	TLSSource, TLSSecret string
+	// KeyAlgorithm and KeySize are tls.keyAlgorithm and tls.keySize, for generated certificates.
+	KeyAlgorithm string
+	KeySize      int
+
+	CertManagerEnabled, CertManagerInstall bool
+
+	StorageClass   string
+	StorageRequest string
+
+	TrustDistribution bool
+	UseNodeSelector   bool
+	// RegistryNodeSelector is registry.nodeSelector as key=value items.
+	RegistryNodeSelector []string
+}
+
+// Result is one check's verdict.
+type Result struct {
+	Check   string
+	Status  Status
+	Message string
+}
+
+func (r Result) String() string { return fmt.Sprintf("%s: %s: %s", r.Check, r.Status, r.Message) }
+
+func ok(format string, args ...any) (Status, string)   { return OK, fmt.Sprintf(format, args...) }
+func warn(format string, args ...any) (Status, string) { return Warn, fmt.Sprintf(format, args...) }
+func fail(format string, args ...any) (Status, string) { return Fail, fmt.Sprintf(format, args...) }
+
+// Checker runs the checks against one cluster.
+type Checker struct {
+	Client kubernetes.Interface
+	Config Config
+	// Clock judges certificates; nil is the real time.
+	Clock tlscheck.Clock
+	// Debugf, when set, receives details for --log-level=debug.
+	Debugf func(format string, args ...any)
+
+	input       *corev1.Secret
+	inputErr    error
+	inputLoaded bool
+}
+
+// check is one named link of the chain.
+type check struct {
+	name string
+	fn   func(ctx context.Context, c *Checker) (Status, string)
+}
+
+var checks = []check{
+	{"connection-string", checkConnectionString},
+	{"cluster-ip", checkClusterIP},
+	{"cert-manager", checkCertManager},
+	{"tls", checkTLS},
+	{"storage-class", checkStorageClass},
+	{"node-selector", checkNodeSelector},
+}
+
+// Names lists the checks in the order they run.
+func Names() []string {
+	out := make([]string, 0, len(checks))
+	for _, c := range checks {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// Run runs every check and returns one verdict per check, in order.
+func (c *Checker) Run(ctx context.Context) []Result {
+	results := make([]Result, 0, len(checks))
+	for _, ch := range checks {
+		st, msg := ch.fn(ctx, c)
+		results = append(results, Result{Check: ch.name, Status: st, Message: oneLine(msg)})
+	}
+	return results
+}
+
+func (c *Checker) debugf(format string, args ...any) {
+	if c.Debugf != nil {
+		c.Debugf(format, args...)
+	}
+}
+
+func (c *Checker) now() time.Time {
+	if c.Clock == nil {
+		return time.Now()
+	}
+	return c.Clock.Now()
+}
+
+// inputValue returns a key of the hook Secret, reading it once.
+func (c *Checker) inputValue(ctx context.Context, key string) (string, bool, error) {
+	if c.Config.InputSecret == "" {
+		return "", false, nil
+	}
+	if !c.inputLoaded {
+		c.inputLoaded = true
+		c.input, c.inputErr = c.Client.CoreV1().Secrets(c.Config.Namespace).Get(ctx, c.Config.InputSecret, metav1.GetOptions{})
+		if apierrors.IsNotFound(c.inputErr) {
+			c.inputErr = fmt.Errorf("the hook Secret %s/%s that hands the values over is missing (Helm creates it just before this Job): run the install again", c.Config.Namespace, c.Config.InputSecret)
+		} else if c.inputErr != nil {
+			c.inputErr = fmt.Errorf("reading the hook Secret %s/%s: %w", c.Config.Namespace, c.Config.InputSecret, c.inputErr)
+		}
+	}
+	if c.inputErr != nil {
+		return "", false, c.inputErr
+	}
+	v, found := c.input.Data[key]
+	if !found {
+		v, found = []byte(c.input.StringData[key]), c.input.StringData[key] != ""
+	}
+	return string(v), found, nil
+}
+
+// oneLine keeps a verdict on its line of output.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// apiMissing reports whether err means the API (group, version or resource) is not served.
+func apiMissing(err error) bool {
+	return apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err)
+}
+
+func joinAnd(items []string) string {
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return items[0]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}
