@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all tools generate lint test verify demo clean
+.PHONY: all tools generate lint test unit e2e verify demo cluster-up cluster-down clean
 
 all: verify test
 
@@ -27,9 +27,24 @@ lint:
 	go vet ./...
 	go run ./ci/valuesdoc -check
 
-## test: every test of the root module: unit, chart rendering, helm CLIs, kubeconform, real registries
-test: tools
+## test: every test: unit, chart rendering, helm CLIs, kubeconform, real registries, and end to end on the
+## embedded cluster (needs root)
+test: unit e2e
+
+## unit: the tests that need no cluster
+unit: tools
 	go test $(GO_TEST_FLAGS) ./...
+	cd tests/cluster && go test $(GO_TEST_FLAGS) -vet=off .
+
+## e2e: end-to-end tests on the real single-node cluster of tests/cluster (needs root; brings it up or reuses it)
+e2e: tools
+	E2E=1 go test -count=1 -timeout 60m -v ./tests/e2e/...
+
+cluster-up:
+	bash ci/cluster.sh up
+
+cluster-down:
+	bash ci/cluster.sh down
 
 ## verify: regenerate everything and fail when the tree is not clean afterwards
 verify: generate lint
