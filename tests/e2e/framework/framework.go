@@ -115,6 +115,16 @@ func (e *Env) Output(ctx context.Context, name string, args ...string) (string, 
 	return e.run(ctx, false, name, args...)
 }
 
+// Combined runs a command in the repository root and returns its standard output and error together, as a
+// user sees them.
+func (e *Env) Combined(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = e.Root
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 func (e *Env) run(ctx context.Context, stream bool, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = e.Root

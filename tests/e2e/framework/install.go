@@ -92,3 +92,12 @@ func (s sdkInstaller) Uninstall(ctx context.Context, e *Env, release, namespace 
 	_, err = u.Run(release)
 	return err
 }
+
+// HelmCLI is one of the helm CLIs ci/tools.sh builds: "helm3" or "helm4".
+type HelmCLI struct{ Bin string }
+
+// Helm runs the CLI against the test cluster and returns its combined output.
+func (h HelmCLI) Helm(ctx context.Context, e *Env, args ...string) (string, error) {
+	args = append(args, "--kubeconfig", e.Kubeconfig)
+	return e.Combined(ctx, filepath.Join(e.Root, "bin", h.Bin), args...)
+}
