@@ -140,7 +140,7 @@ func LoadChart(dir string) (*chart.Chart, error) {
 	return c, nil
 }
 
-// Values merges the value sources of opts as the helm CLI does.
+// MergedValues merges the value sources of o as the helm CLI does.
 func (o Options) MergedValues() (map[string]any, error) {
 	vo := values.Options{ValueFiles: o.ValuesFiles, Values: o.Set}
 	vals, err := vo.MergeValues(getter.Providers{})

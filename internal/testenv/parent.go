@@ -40,14 +40,16 @@ type Parent struct {
 	done chan struct{}
 }
 
-// StartParent starts the parent registry and waits until it serves TLS.
-func StartParent(ctx context.Context, o ParentOptions) (*Parent, error) {
+// WriteParentConfig writes the parent's certificate (for the host of o.Addr, signed by o.CA), htpasswd file and
+// Distribution configuration into o.Dir, and returns the configuration's path and the environment to run the
+// registry with. StartParent uses it; tests that run the process themselves do too.
+func WriteParentConfig(o ParentOptions) (config string, env []string, err error) {
 	host, _, err := net.SplitHostPort(o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("parent address %q: %w", o.Addr, err)
+		return "", nil, fmt.Errorf("parent address %q: %w", o.Addr, err)
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	var ips []net.IP
 	var names []string
@@ -58,16 +60,18 @@ func StartParent(ctx context.Context, o ParentOptions) (*Parent, error) {
 	}
 	certPEM, keyPEM, err := o.CA.Issue("parent registry", ips, names)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(o.Password), bcrypt.MinCost)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	config := fmt.Sprintf(`version: 0.1
+	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: warn
   formatter: text
+  accesslog:
+    disabled: false
 storage:
   filesystem:
     rootdirectory: %[1]s/data
@@ -82,15 +86,25 @@ auth:
     path: %[1]s/htpasswd
 `, o.Dir, o.Addr)
 	for name, data := range map[string][]byte{
-		"tls.crt": certPEM, "tls.key": keyPEM, "config.yml": []byte(config),
+		"tls.crt": certPEM, "tls.key": keyPEM, "config.yml": []byte(cfg),
 		"htpasswd": []byte(o.User + ":" + string(hash) + "\n"),
 	} {
 		if err := os.WriteFile(filepath.Join(o.Dir, name), data, 0o600); err != nil {
-			return nil, err
+			return "", nil, err
 		}
 	}
-	cmd := exec.Command(o.Bin, "serve", filepath.Join(o.Dir, "config.yml"))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + o.Dir, "OTEL_TRACES_EXPORTER=none"}
+	env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + o.Dir, "OTEL_TRACES_EXPORTER=none"}
+	return filepath.Join(o.Dir, "config.yml"), env, nil
+}
+
+// StartParent starts the parent registry and waits until it serves TLS.
+func StartParent(ctx context.Context, o ParentOptions) (*Parent, error) {
+	config, env, err := WriteParentConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(o.Bin, "serve", config)
+	cmd.Env = env
 	if o.Log != nil {
 		cmd.Stdout, cmd.Stderr = o.Log, o.Log
 	}

@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,10 +26,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
 	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testenv"
 )
 
 const (
@@ -47,37 +46,13 @@ type parent struct {
 
 func startParent(t *testing.T, registryBin string, ca *testCA, user, password string) *parent {
 	t.Helper()
-	dir := t.TempDir()
-	port := freePort(t)
-	certPEM, keyPEM := ca.issue(t, "parent", nil, nil)
-	writeFile(t, filepath.Join(dir, "tls.crt"), certPEM, 0o644)
-	writeFile(t, filepath.Join(dir, "tls.key"), keyPEM, 0o600)
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	p := &parent{host: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	config, env, err := testenv.WriteParentConfig(testenv.ParentOptions{
+		Dir: t.TempDir(), Addr: p.host, CA: ca.CA, User: user, Password: password,
+	})
 	must(t, err)
-	writeFile(t, filepath.Join(dir, "htpasswd"), []byte(user+":"+string(hash)+"\n"), 0o644)
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  formatter: text
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: %[1]s/data
-http:
-  addr: 127.0.0.1:%[2]d
-  tls:
-    certificate: %[1]s/tls.crt
-    key: %[1]s/tls.key
-auth:
-  htpasswd:
-    realm: parent
-    path: %[1]s/htpasswd
-`, dir, port)
-	writeFile(t, filepath.Join(dir, "config.yml"), []byte(config), 0o644)
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "OTEL_TRACES_EXPORTER=none"}
-	p := &parent{host: "127.0.0.1:" + strconv.Itoa(port)}
-	p.proc = startProcess(t, "parent registry", registryBin, []string{"serve", filepath.Join(dir, "config.yml")}, env)
+	// Run as our own process, not testenv.StartParent, to count what the parent serves from its access log.
+	p.proc = startProcess(t, "parent registry", registryBin, []string{"serve", config}, env)
 	p.proc.waitReady(t, &http.Client{Transport: ca.transport(), Timeout: 2 * time.Second}, "https://"+p.host+"/")
 	return p
 }

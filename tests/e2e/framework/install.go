@@ -25,8 +25,11 @@ const InstallTimeout = 5 * time.Minute
 
 // Installers are the Helm SDK and the helm v3.22.0 and v4.3.1 CLIs built by ci/tools.sh.
 func Installers() []Installer {
-	return []Installer{sdkInstaller{}, cliInstaller{bin: "helm3"}, cliInstaller{bin: "helm4"}}
+	return []Installer{sdkInstaller{}, CLIInstaller("helm3"), CLIInstaller("helm4")}
 }
+
+// CLIInstaller installs with one of the helm CLIs in ./bin: "helm3" or "helm4".
+func CLIInstaller(bin string) Installer { return cliInstaller{bin: bin} }
 
 type cliInstaller struct{ bin string }
 

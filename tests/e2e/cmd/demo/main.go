@@ -42,7 +42,7 @@ func run(ctx context.Context, stdout, log io.Writer) error {
 	if err != nil {
 		return err
 	}
-	helm := framework.Installers()[1]
+	helm := framework.CLIInstaller("helm3")
 	installStart := time.Now()
 	if err := helm.Install(ctx, env, release, ns, []string{site.ValuesFile}); err != nil {
 		env.Dump(ctx, ns)
