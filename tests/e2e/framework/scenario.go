@@ -81,7 +81,7 @@ func (e *Env) PrepareBYOCSite(ctx context.Context, ns, release string, ownTrust 
 		"tls.crt": b64(certPEM), "tls.key": b64(keyPEM), "tls.cacrt": b64(e.CA.CertPEM),
 		"cert-manager.enabled": false, "cert-manager": map[string]any{"install": false},
 		"service.clusterIP": ClusterIP,
-		"trustDistribution": map[string]any{"enabled": !ownTrust},
+		"trustDistribution": map[string]any{"enabled": !ownTrust, "containerdConfig": ContainerdConfig},
 		"pvc":               map[string]any{"storageClassName": StorageClass, "storageRequest": "1Gi"},
 		"registry": map[string]any{"parent": map[string]any{
 			"url": "https://" + e.Parent.Host, "credentialsSecret": "parent-credentials", "caBundle": string(e.CA.CertPEM),
