@@ -12,13 +12,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -49,13 +52,14 @@ func AckAnnotation(node string) string {
 	return AckAnnotationPrefix + node[:46] + "-" + hex.EncodeToString(s[:])[:16]
 }
 
-// TLSReloaderOptions runs next to the registry, in the same pod with a shared process namespace. Distribution
-// reads its certificate only when it starts, so the reloader
-//   - publishes the CA of the registry's TLS Secret to the trust bundle ConfigMap as soon as the Secret changes
-//     (the nodes' agents read it from there, without access to the Secret);
-//   - and, when the certificate mounted into the pod differs from the one the registry serves, waits until every
-//     node's agent has acknowledged a bundle holding the new certificate's CA, then stops the registry process
-//     with SIGTERM; the kubelet starts it again at once, with the new certificate.
+// TLSReloaderOptions runs as the registry pod's sidecar, with a shared process namespace. Distribution reads its
+// certificate only when it starts, and a Secret volume follows a renewed Secret only after the kubelet's next sync
+// (a minute or more), so the reloader feeds the registry itself: it reads the TLS Secret through the API and
+//   - publishes the Secret's CA to the trust bundle ConfigMap at once (the nodes' agents read it from there,
+//     without access to the Secret);
+//   - writes tls.crt and tls.key into the in-memory volume the registry reads them from: before the registry
+//     starts, and, for a renewed certificate, once every node's agent has acknowledged a bundle that verifies it;
+//   - then stops the registry process with SIGTERM, and the kubelet starts it again at once, with the new files.
 type TLSReloaderOptions struct {
 	KubeOptions
 	// Secret is the registry's kubernetes.io/tls Secret.
@@ -64,17 +68,17 @@ type TLSReloaderOptions struct {
 	Bundle string
 	// DaemonSet is the trust agent's DaemonSet, whose nodes must acknowledge a new CA; empty waits for nobody.
 	DaemonSet string
-	// CertFile is the registry's certificate as mounted into this pod.
-	CertFile string
+	// TLSDir receives tls.crt and tls.key for the registry; empty only publishes the bundle.
+	TLSDir string
 	// Addr is where the registry serves TLS inside the pod.
 	Addr string
 	// Process is the base name of the registry's executable.
 	Process string
-	// Restart is false for a registry that reloads its certificate itself: only the bundle is published.
-	Restart bool
+	// HealthAddr serves /started (200 once TLSDir holds a certificate) for the sidecar's startup probe.
+	HealthAddr string
 	// Interval between two looks.
 	Interval time.Duration
-	// TrustWait bounds how long a new certificate waits for the nodes' acknowledgements.
+	// TrustWait bounds how long a certificate from a new CA waits for the nodes' acknowledgements.
 	TrustWait time.Duration
 	// Proc is the proc filesystem; tests point it elsewhere.
 	Proc string
@@ -83,7 +87,16 @@ type TLSReloaderOptions struct {
 
 	pendingSince time.Time
 	signalled    time.Time
+	started      atomicBool
 }
+
+type atomicBool struct {
+	mu sync.Mutex
+	v  bool
+}
+
+func (b *atomicBool) set(v bool) { b.mu.Lock(); b.v = v; b.mu.Unlock() }
+func (b *atomicBool) get() bool  { b.mu.Lock(); defer b.mu.Unlock(); return b.v }
 
 // AddFlags registers the flags.
 func (o *TLSReloaderOptions) AddFlags(fs *FlagSet) {
@@ -92,11 +105,11 @@ func (o *TLSReloaderOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.Secret, "secret", p+"SECRET", "", "the registry's kubernetes.io/tls Secret (required)")
 	fs.StringVar(&o.Bundle, "bundle-configmap", p+"BUNDLE_CONFIGMAP", "", "the ConfigMap receiving the CA bundle as ca.crt (required)")
 	fs.StringVar(&o.DaemonSet, "daemonset", p+"DAEMONSET", "", "the trust agent's DaemonSet; empty when trust distribution is off")
-	fs.StringVar(&o.CertFile, "cert-file", p+"CERT_FILE", "/etc/connected-registry/tls/tls.crt", "the registry's certificate as mounted into the pod")
+	fs.StringVar(&o.TLSDir, "tls-dir", p+"TLS_DIR", "", "directory receiving tls.crt and tls.key for the registry; empty only publishes the CA bundle")
 	fs.StringVar(&o.Addr, "addr", p+"ADDR", "127.0.0.1:5443", "where the registry serves TLS in the pod")
 	fs.StringVar(&o.Process, "process", p+"PROCESS", "registry", "base name of the registry's executable, which gets SIGTERM")
-	fs.BoolVar(&o.Restart, "restart", p+"RESTART", true, "restart the registry on a new certificate; false only publishes the CA bundle")
-	fs.DurationVar(&o.Interval, "interval", p+"INTERVAL", 2*time.Second, "how often to compare the Secret, the mount and what is served")
+	fs.StringVar(&o.HealthAddr, "health-addr", p+"HEALTH_ADDR", ":8082", "address of /started for the startup probe; empty serves none")
+	fs.DurationVar(&o.Interval, "interval", p+"INTERVAL", 2*time.Second, "how often to read the Secret and compare it with what is served")
 	fs.DurationVar(&o.TrustWait, "trust-wait", p+"TRUST_WAIT", 5*time.Minute,
 		"how long a certificate from a new CA waits for every node to trust that CA before it is served anyway")
 	o.Proc = "/proc"
@@ -113,6 +126,9 @@ func (o *TLSReloaderOptions) Complete() error {
 	if o.Signal == nil {
 		o.Signal = func(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }
 	}
+	if o.Proc == "" {
+		o.Proc = "/proc"
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
@@ -121,18 +137,32 @@ func (o *TLSReloaderOptions) Complete() error {
 
 // Run loops until ctx ends.
 func (o *TLSReloaderOptions) Run(ctx context.Context, out io.Writer) error {
-	fmt.Fprintf(out, "tls-reloader: publishing the CA of Secret %s to ConfigMap %s; reloading %q when %s changes\n",
-		o.Secret, o.Bundle, o.Process, o.CertFile)
+	if o.HealthAddr != "" {
+		ln, err := net.Listen("tcp", o.HealthAddr)
+		if err != nil {
+			return fmt.Errorf("--health-addr %s: %w", o.HealthAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/started", func(w http.ResponseWriter, _ *http.Request) {
+			if !o.started.get() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "waiting for Secret %s\n", o.Secret)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
+	fmt.Fprintf(out, "tls-reloader: Secret %s -> ConfigMap %s (CA bundle) and %s (certificate of %q)\n",
+		o.Secret, o.Bundle, o.TLSDir, o.Process)
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	for {
-		if err := o.PublishBundle(ctx); err != nil {
-			o.log.Warn("publishing the CA bundle", "err", err)
-		}
-		if !o.Restart {
-			// Only the bundle.
-		} else if msg, err := o.Reload(ctx); err != nil {
-			o.log.Warn("reloading the registry's certificate", "err", err)
+		msg, err := o.Sync(ctx)
+		if err != nil {
+			o.log.Warn("tls-reloader", "err", err)
 		} else if msg != "" {
 			fmt.Fprintln(out, "tls-reloader: "+msg)
 		}
@@ -144,18 +174,31 @@ func (o *TLSReloaderOptions) Run(ctx context.Context, out io.Writer) error {
 	}
 }
 
-// PublishBundle copies ca.crt of the TLS Secret into the bundle ConfigMap when it differs.
-func (o *TLSReloaderOptions) PublishBundle(ctx context.Context) error {
-	ctx, cancel := o.withTimeout(ctx)
-	defer cancel()
-	s, err := o.Client.CoreV1().Secrets(o.Namespace).Get(ctx, o.Secret, metav1.GetOptions{})
+// Sync makes one pass: read the Secret, publish its CA, and bring the registry's certificate up to date.
+func (o *TLSReloaderOptions) Sync(ctx context.Context) (string, error) {
+	rctx, cancel := o.withTimeout(ctx)
+	s, err := o.Client.CoreV1().Secrets(o.Namespace).Get(rctx, o.Secret, metav1.GetOptions{})
+	cancel()
 	if err != nil {
-		return fmt.Errorf("reading Secret %s: %w", o.Secret, err)
+		return "", fmt.Errorf("reading Secret %s: %w", o.Secret, err)
 	}
-	ca := s.Data[BundleKey]
+	if err := o.PublishBundle(ctx, s.Data[BundleKey]); err != nil {
+		return "", err
+	}
+	if o.TLSDir == "" {
+		o.started.set(true)
+		return "", nil
+	}
+	return o.Reload(ctx, s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+}
+
+// PublishBundle copies ca into the bundle ConfigMap when it differs.
+func (o *TLSReloaderOptions) PublishBundle(ctx context.Context, ca []byte) error {
 	if len(ca) == 0 {
 		return fmt.Errorf("secret %s has no %s: the nodes cannot be given a CA", o.Secret, BundleKey)
 	}
+	ctx, cancel := o.withTimeout(ctx)
+	defer cancel()
 	cm, err := o.Client.CoreV1().ConfigMaps(o.Namespace).Get(ctx, o.Bundle, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("reading ConfigMap %s: %w", o.Bundle, err)
@@ -179,47 +222,76 @@ func (o *TLSReloaderOptions) PublishBundle(ctx context.Context) error {
 	return nil
 }
 
-// Reload compares the mounted certificate with the served one and, when they differ and the nodes trust the new
-// one's CA, stops the registry so it starts with the new one. It returns what it did, or "".
-func (o *TLSReloaderOptions) Reload(ctx context.Context) (string, error) {
-	mounted, err := readLeaf(o.CertFile)
+// Reload writes the Secret's certificate and key for the registry, right away before it first starts, and for
+// a renewed certificate once the nodes trust its CA; then it stops the registry so it starts with them. It
+// returns what it did, or "".
+func (o *TLSReloaderOptions) Reload(ctx context.Context, certPEM, keyPEM []byte) (string, error) {
+	leaf, err := parseLeaf(certPEM)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("secret %s: %w", o.Secret, err)
 	}
-	served, err := o.served()
-	if err != nil {
-		// Not serving (yet, or restarting): nothing to compare.
-		return "", nil
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return "", fmt.Errorf("secret %s: tls.crt and tls.key do not make a key pair: %w", o.Secret, err)
 	}
-	if bytes.Equal(mounted.Raw, served.Raw) {
-		o.pendingSince, o.signalled = time.Time{}, time.Time{}
-		return "", nil
-	}
+	certFile, keyFile := filepath.Join(o.TLSDir, corev1.TLSCertKey), filepath.Join(o.TLSDir, corev1.TLSPrivateKeyKey)
+	written, _ := os.ReadFile(certFile)
+	writtenKey, _ := os.ReadFile(keyFile)
+	var msg string
 	now := o.Clock.Now()
-	if !o.signalled.IsZero() && now.Sub(o.signalled) < time.Minute {
-		return "", nil // the registry is restarting
-	}
-	if o.pendingSince.IsZero() {
-		o.pendingSince = now
-	}
-	if ok, why := o.trusted(ctx, mounted); !ok {
-		if now.Sub(o.pendingSince) < o.TrustWait {
-			return "", fmt.Errorf("new certificate (serial %s) waits: %s", mounted.SerialNumber, why)
+	switch {
+	case len(written) == 0:
+		// Before the registry's first start: nothing is served that the nodes could lose.
+		if err := o.write(certFile, keyFile, certPEM, keyPEM); err != nil {
+			return "", err
 		}
-		o.log.Warn("serving the new certificate although not every node trusts its CA", "waited", o.TrustWait, "why", why)
+		o.started.set(true)
+		return fmt.Sprintf("wrote the certificate (serial %s, expires %s) for the registry's start", leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339)), nil
+	case !bytes.Equal(written, certPEM) || !bytes.Equal(writtenKey, keyPEM):
+		if o.pendingSince.IsZero() {
+			o.pendingSince = now
+		}
+		if ok, why := o.trusted(ctx, leaf); !ok {
+			if now.Sub(o.pendingSince) < o.TrustWait {
+				return "", fmt.Errorf("renewed certificate (serial %s) waits: %s", leaf.SerialNumber, why)
+			}
+			o.log.Warn("serving the renewed certificate although not every node trusts its CA", "waited", o.TrustWait, "why", why)
+		}
+		if err := o.write(certFile, keyFile, certPEM, keyPEM); err != nil {
+			return "", err
+		}
+		o.pendingSince, o.signalled = time.Time{}, time.Time{}
+		msg = fmt.Sprintf("wrote the renewed certificate (serial %s, expires %s)", leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
+	}
+	o.started.set(true)
+	// The registry serves what it read when it started; restart it when that is not what is written.
+	served, err := o.served()
+	if err != nil || served.SerialNumber.Cmp(leaf.SerialNumber) == 0 && bytes.Equal(served.Raw, leaf.Raw) {
+		return msg, nil // not serving (starting or restarting), or up to date
+	}
+	if !o.signalled.IsZero() && now.Sub(o.signalled) < 30*time.Second {
+		return msg, nil // the registry is restarting
 	}
 	pids, err := o.findProcess()
 	if err != nil {
-		return "", err
+		return msg, err
 	}
 	for _, pid := range pids {
 		if err := o.Signal(pid); err != nil {
-			return "", fmt.Errorf("stopping %s (pid %d): %w", o.Process, pid, err)
+			return msg, fmt.Errorf("stopping %s (pid %d): %w", o.Process, pid, err)
 		}
 	}
 	o.signalled = now
-	return fmt.Sprintf("the mounted certificate (serial %s, expires %s) differs from the served one (serial %s): stopped %s (pid %v) so it restarts with it",
-		mounted.SerialNumber, mounted.NotAfter.Format(time.RFC3339), served.SerialNumber, o.Process, pids), nil
+	return strings.TrimPrefix(fmt.Sprintf("%s; stopped %s (pid %v), which served serial %s, so it starts again with serial %s",
+		msg, o.Process, pids, served.SerialNumber, leaf.SerialNumber), "; "), nil
+}
+
+func (o *TLSReloaderOptions) write(certFile, keyFile string, certPEM, keyPEM []byte) error {
+	// The key first: a registry starting in between finds the old pair or a mismatch it refuses, never serves
+	// a half-written file.
+	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(certFile, certPEM, 0o644)
 }
 
 // trusted tells whether every node of the trust agent's DaemonSet has acknowledged a bundle that verifies leaf.
@@ -301,16 +373,35 @@ func (o *TLSReloaderOptions) findProcess() ([]int, error) {
 	return pids, nil
 }
 
-func readLeaf(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(b)
+func parseLeaf(certPEM []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(certPEM)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+		return nil, errors.New("tls.crt holds no PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)
+}
+
+// writeFileAtomic writes a temporary file next to path and renames it over path.
+func writeFileAtomic(path string, content []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 // ackBundle records on the bundle ConfigMap that node has installed the bundle with fingerprint fp.

@@ -281,10 +281,10 @@ func TestEntryRefusesBadBundles(t *testing.T) {
 	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 	e, dir := newEntry(t, c)
 	for input, msg := range map[string]string{
-		"":                 "the CA bundle is empty",
-		"not pem":          "the CA bundle holds no PEM CERTIFICATE block",
+		"":        "the CA bundle is empty",
+		"not pem": "the CA bundle holds no PEM CERTIFICATE block",
 		"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n": `the CA bundle holds a "PRIVATE KEY" PEM block; only CERTIFICATE blocks belong in ca.crt`,
-		strings.Repeat("x", 70<<10): "the CA bundle is 71680 bytes, more than 65536",
+		strings.Repeat("x", 70<<10):                                      "the CA bundle is 71680 bytes, more than 65536",
 	} {
 		_, err := e.Install([]byte(input))
 		assert.EqualError(t, err, msg)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -148,4 +149,82 @@ func (e *Env) WaitServed(ctx context.Context, caPEM []byte, serial *big.Int, tim
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// Timeline records when each of its conditions first held, polling them every 100 ms from StartTimeline on, so
+// a test can measure the time between two events it does not cause itself.
+type Timeline struct {
+	start time.Time
+	mu    sync.Mutex
+	at    map[string]time.Duration
+	done  chan struct{}
+}
+
+// StartTimeline polls conds until each held once or ctx ends.
+func StartTimeline(ctx context.Context, conds map[string]func() bool) *Timeline {
+	tl := &Timeline{start: time.Now(), at: map[string]time.Duration{}, done: make(chan struct{})}
+	go func() {
+		defer close(tl.done)
+		for {
+			tl.mu.Lock()
+			for name, cond := range conds {
+				if _, ok := tl.at[name]; !ok && cond() {
+					tl.at[name] = time.Since(tl.start)
+				}
+			}
+			all := len(tl.at) == len(conds)
+			tl.mu.Unlock()
+			if all {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return tl
+}
+
+// Wait waits until the condition name held, and returns when that was, from the timeline's start.
+func (tl *Timeline) Wait(name string, timeout time.Duration) (time.Duration, error) {
+	deadline := time.After(timeout)
+	for {
+		tl.mu.Lock()
+		at, ok := tl.at[name]
+		tl.mu.Unlock()
+		if ok {
+			return at, nil
+		}
+		select {
+		case <-deadline:
+			return 0, fmt.Errorf("%s did not happen within %s", name, timeout)
+		case <-tl.done:
+			tl.mu.Lock()
+			at, ok := tl.at[name]
+			tl.mu.Unlock()
+			if ok {
+				return at, nil
+			}
+			return 0, fmt.Errorf("%s did not happen before the timeline ended", name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// NodeHasCA tells whether the node's entry holds caPEM.
+func NodeHasCA(caPEM []byte) bool {
+	got, err := os.ReadFile(filepath.Join(NodeEntry, "ca.crt"))
+	return err == nil && strings.Contains(string(got), string(caPEM))
+}
+
+// Serves tells whether the registry serves the certificate with the given serial.
+func Serves(serial *big.Int) bool {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", RegistryHost, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reads the serial only
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(serial) == 0
 }
