@@ -159,12 +159,19 @@ func (o *TLSReloaderOptions) Run(ctx context.Context, out io.Writer) error {
 		o.Secret, o.Bundle, o.TLSDir, o.Process)
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
+	var lastErr string
 	for {
 		msg, err := o.Sync(ctx)
-		if err != nil {
+		switch {
+		case err != nil && err.Error() != lastErr:
+			// A waiting renewal says so once, not every interval.
 			o.log.Warn("tls-reloader", "err", err)
-		} else if msg != "" {
+		case msg != "":
 			fmt.Fprintln(out, "tls-reloader: "+msg)
+		}
+		lastErr = ""
+		if err != nil {
+			lastErr = err.Error()
 		}
 		select {
 		case <-ctx.Done():
@@ -310,7 +317,7 @@ func (o *TLSReloaderOptions) trusted(ctx context.Context, leaf *x509.Certificate
 	if !pool.AppendCertsFromPEM(bundle) {
 		return false, "the bundle holds no CA yet"
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: leaf.NotBefore.Add(time.Second)}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: o.Clock.Now()}); err != nil {
 		return false, fmt.Sprintf("the published bundle does not verify it yet: %v", err)
 	}
 	ds, err := o.Client.AppsV1().DaemonSets(o.Namespace).Get(ctx, o.DaemonSet, metav1.GetOptions{})

@@ -434,6 +434,19 @@ func TestTLSReloaderRenewalFromTheSameCA(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, msg)
 	require.Len(t, r.signals, 2)
+
+	// Two renewals ten seconds apart: the files of the second need a start of their own, restarting or not.
+	second, third := issueLeaf(t, ca), issueLeaf(t, ca)
+	r.setSecret(t, tlsSecretOf(ca, second))
+	msg, err = r.Sync(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, renewedMsg(second)+"; "+stoppedMsg(renewed, second), msg)
+	r.clock.Advance(10 * time.Second)
+	r.setSecret(t, tlsSecretOf(ca, third))
+	msg, err = r.Sync(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, renewedMsg(third)+"; "+stoppedMsg(renewed, third), msg)
+	require.Equal(t, []int{registryPid, registryPid, registryPid, registryPid}, r.signals)
 }
 
 func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
