@@ -36,16 +36,23 @@ type Site struct {
 // credentials in a Secret, and a statically provisioned volume. With ownTrust, the node is made to trust the CA
 // the way a cluster-provided trust would, and the chart's node agent is turned off.
 func (e *Env) PrepareBYOCSite(ctx context.Context, ns, release string, ownTrust bool) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, ownTrust, true)
+	return e.prepareSite(ctx, ns, release, ownTrust, "byoc")
 }
 
 // PrepareGeneratedSite prepares a namespace like PrepareBYOCSite, for an install whose certificates the chart's
 // certgen hook generates (no tls.* values, cert-manager off), with the chart's trust distribution on.
 func (e *Env) PrepareGeneratedSite(ctx context.Context, ns, release string) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, false, false)
+	return e.prepareSite(ctx, ns, release, false, "generated")
 }
 
-func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust, byoc bool) (*Site, error) {
+// PrepareCertManagerSite prepares a namespace like PrepareBYOCSite, for an install whose certificates the
+// cluster's cert-manager issues (cert-manager.enabled=true, install=false), with the chart's trust distribution on.
+func (e *Env) PrepareCertManagerSite(ctx context.Context, ns, release string) (*Site, error) {
+	return e.prepareSite(ctx, ns, release, false, "cert-manager")
+}
+
+func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool, tlsSource string) (*Site, error) {
+	byoc := tlsSource == "byoc"
 	s := &Site{Namespace: ns, Release: release}
 	var undo []func()
 	s.Cleanup = func() {
@@ -96,8 +103,11 @@ func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust, byo
 			"url": "https://" + e.Parent.Host, "credentialsSecret": "parent-credentials", "caBundle": string(e.CA.CertPEM),
 		}},
 	}
-	if byoc {
+	switch tlsSource {
+	case "byoc":
 		values["tls.crt"], values["tls.key"], values["tls.cacrt"] = b64(certPEM), b64(keyPEM), b64(e.CA.CertPEM)
+	case "cert-manager":
+		values["cert-manager.enabled"] = true
 	}
 	data, err := json.Marshal(values)
 	if err != nil {
