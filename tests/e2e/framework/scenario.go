@@ -51,6 +51,20 @@ func (e *Env) PrepareCertManagerSite(ctx context.Context, ns, release string) (*
 	return e.prepareSite(ctx, ns, release, false, "cert-manager")
 }
 
+// PrepareExampleSite prepares a namespace for one of the examples/ files, which name the parent by a connection
+// string: the site's values file holds only what the tutorial does not need on AKS (the parent's private CA, the
+// storage class, where the test node's containerd config is).
+func (e *Env) PrepareExampleSite(ctx context.Context, ns, release string) (*Site, error) {
+	return e.prepareSite(ctx, ns, release, false, "example")
+}
+
+// ConnectionString is the connection string of the test parent, as `az acr connected-registry get-settings` gives
+// one for ACR.
+func (e *Env) ConnectionString() string {
+	return "ConnectedRegistryName=site1;SyncTokenName=" + ParentUser + ";SyncTokenPassword=" + e.ParentPassword +
+		";ParentGatewayEndpoint=" + e.Parent.Host + ";ParentEndpointProtocol=https"
+}
+
 func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool, tlsSource string) (*Site, error) {
 	byoc := tlsSource == "byoc"
 	s := &Site{Namespace: ns, Release: release}
@@ -104,6 +118,12 @@ func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool
 		}},
 	}
 	switch tlsSource {
+	case "example":
+		values = map[string]any{
+			"pvc":               map[string]any{"storageClassName": StorageClass, "storageRequest": "1Gi"},
+			"trustDistribution": map[string]any{"containerdConfig": ContainerdConfig},
+			"registry":          map[string]any{"parent": map[string]any{"caBundle": string(e.CA.CertPEM)}},
+		}
 	case "byoc":
 		values["tls.crt"], values["tls.key"], values["tls.cacrt"] = b64(certPEM), b64(keyPEM), b64(e.CA.CertPEM)
 	case "cert-manager":

@@ -270,3 +270,6 @@ func (e *Env) PullImage(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// Kubectl is the test cluster's kubectl (tests/cluster links it to its multi-call binary).
+const Kubectl = "/var/lib/cr-cluster/bin/kubectl"
