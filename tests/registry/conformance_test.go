@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // The repositories the conformance suite pushes to (its defaults, named here so both runs agree).
@@ -131,6 +133,9 @@ func TestConformance(t *testing.T) {
 	if through.blobRequests == 0 {
 		t.Errorf("the parent served no blob request while the suite pulled through the connected registry")
 	}
+	// The read-only profile checks status codes and the Docker-Content-Digest header, not the bodies, which it
+	// does not know: the bodies the connected registry serves must hash to their digests.
+	checkBodies(t, ca, crHost, content)
 	t.Logf("timing: conformance test total %s", time.Since(began).Round(time.Millisecond))
 }
 
@@ -149,6 +154,39 @@ func checkNoReferrersAPI(t *testing.T, ca *testCA, crHost, digest string) {
 	}
 	t.Logf("the connected registry has no referrers API: GET /v2/%s/referrers/<digest> answers %s %s", conformanceRepo1,
 		resp.Status, strings.TrimSpace(string(body)))
+}
+
+// checkBodies fetches every manifest and blob of content from the connected registry and checks that each body
+// hashes to its digest.
+func checkBodies(t *testing.T, ca *testCA, crHost string, content repoContent) {
+	t.Helper()
+	client := &http.Client{Transport: ca.transport(), Timeout: 30 * time.Second}
+	get := func(kind, dig string) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+crHost+"/v2/"+conformanceRepo1+"/"+kind+"/"+dig, nil)
+		req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+		resp, err := client.Do(req)
+		must(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		must(t, err)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s %s answered %s", kind, dig, resp.Status)
+			return
+		}
+		want, err := digest.Parse(dig)
+		must(t, err)
+		if got := want.Algorithm().FromBytes(body); got != want {
+			t.Errorf("GET %s %s served a body of digest %s", kind, dig, got)
+		}
+	}
+	for _, m := range content.manifests {
+		get("manifests", m)
+	}
+	for _, b := range content.blobs {
+		get("blobs", b)
+	}
+	t.Logf("the connected registry served %d manifests and %d blobs whose bodies hash to their digests",
+		len(content.manifests), len(content.blobs))
 }
 
 // knownEngineFailures are the specs the connected registry fails because of a defect of its engine,
