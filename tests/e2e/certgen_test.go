@@ -54,8 +54,12 @@ func TestGeneratedCertificates(t *testing.T) {
 	// A real handshake with only the generated CA as root, for the ClusterIP.
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(caPEM))
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", framework.RegistryHost, &tls.Config{RootCAs: pool, ServerName: framework.ClusterIP})
-	require.NoError(t, err)
+	// kube-proxy programs the new Service's address within seconds of helm returning.
+	var conn *tls.Conn
+	require.Eventually(t, func() bool {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", framework.RegistryHost, &tls.Config{RootCAs: pool, ServerName: framework.ClusterIP})
+		return err == nil
+	}, time.Minute, 300*time.Millisecond, "the registry serves a certificate that verifies against the generated CA: %v", err)
 	leaf := conn.ConnectionState().PeerCertificates[0]
 	conn.Close()
 	require.Equal(t, "ECDSA", leaf.PublicKeyAlgorithm.String())
