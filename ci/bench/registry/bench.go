@@ -123,11 +123,15 @@ func (b *bench) close() {
 
 // pullOnce pulls img by ref from host with a fresh client (a fresh node: new connections).
 func (b *bench) pullOnce(ctx context.Context, host string, auth bool, img *testImage, ref string, timeout time.Duration) (time.Duration, int64, error) {
+	return b.pullProto(ctx, b.o.Proto, host, auth, img, ref, timeout)
+}
+
+func (b *bench) pullProto(ctx context.Context, proto clientProto, host string, auth bool, img *testImage, ref string, timeout time.Duration) (time.Duration, int64, error) {
 	user, pass := "", ""
 	if auth {
 		user, pass = parentUser, parentPassword
 	}
-	p := newPuller(b.e.ca.Pool, host, b.o.Proto, user, pass, timeout)
+	p := newPuller(b.e.ca.Pool, host, proto, user, pass, timeout)
 	defer p.close()
 	start := time.Now()
 	n, err := p.pull(ctx, img.repo, ref, img.digest)
@@ -146,19 +150,29 @@ func (b *bench) newSeries(img *testImage, path, variant string) *series {
 
 // runSingle measures single pulls: raw TLS, direct from the parent, and through a connected registry of each
 // variant, cold (a new registry with an empty cache) and warm (the same registry right after). The paths
-// take turns within each run, so that the machine's load falls on all of them alike.
+// take turns within each run, so that the machine's load falls on all of them alike. Clients that offer
+// HTTP/2 (crane, go-containerregistry) also pull the large image warm, from the raw server and each variant.
 func (b *bench) runSingle(ctx context.Context) error {
-	type pair struct{ cold, warm *series }
+	type pair struct{ cold, warm, warmH2 *series }
 	raw, direct := map[*testImage]*series{}, map[*testImage]*series{}
 	through := map[string]map[*testImage]pair{}
+	h2 := b.o.Proto == http1
+	var rawH2 *series
 	for _, img := range b.images {
 		raw[img] = b.newSeries(img, "raw TLS", "")
 		direct[img] = b.newSeries(img, "direct", "")
 	}
+	if h2 {
+		rawH2 = b.newSeries(b.single, "raw TLS, HTTP/2 client", "")
+	}
 	for _, v := range b.o.Variants {
 		through[v.name] = map[*testImage]pair{}
 		for _, img := range b.images {
-			through[v.name][img] = pair{b.newSeries(img, "cold", v.name), b.newSeries(img, "warm", v.name)}
+			p := pair{cold: b.newSeries(img, "cold", v.name), warm: b.newSeries(img, "warm", v.name)}
+			if h2 && img == b.single {
+				p.warmH2 = b.newSeries(img, "warm, HTTP/2 client", v.name)
+			}
+			through[v.name][img] = p
 		}
 	}
 	for run := 0; run < b.o.Runs; run++ {
@@ -166,6 +180,9 @@ func (b *bench) runSingle(ctx context.Context) error {
 		for _, img := range b.images {
 			raw[img].add(b.pullOnce(ctx, b.e.rawHost, false, img, img.byTag(), b.o.PullTimeout))
 			direct[img].add(b.pullOnce(ctx, b.e.parentHost, true, img, img.byTag(), b.o.PullTimeout))
+		}
+		if h2 {
+			rawH2.add(b.pullProto(ctx, http2, b.e.rawHost, false, b.single, b.single.byTag(), b.o.PullTimeout))
 		}
 		for _, v := range b.o.Variants {
 			cr, err := b.e.startConnected(ctx, v, filepath.Join(b.o.Dir, "cr"))
@@ -185,6 +202,9 @@ func (b *bench) runSingle(ctx context.Context) error {
 				s.cold.parent = append(s.cold.parent, t.sent(b.sizes))
 				s.cold.parentLogged = append(s.cold.parentLogged, t.blobBytes)
 				s.warm.add(b.pullOnce(ctx, cr.host, false, img, img.byTag(), b.o.PullTimeout))
+				if s.warmH2 != nil {
+					s.warmH2.add(b.pullProto(ctx, http2, cr.host, false, img, img.byTag(), b.o.PullTimeout))
+				}
 			}
 			cr.remove()
 		}

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 func TestQuickBenchmark(t *testing.T) {
 	o := &Options{
 		Dir:         t.TempDir(),
-		Runs:        2,
+		Runs:        1,
 		LayerSize:   8_000_000,
 		ColdClients: []int{4},
 		WarmClients: []int{3},

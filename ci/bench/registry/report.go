@@ -130,6 +130,12 @@ func (b *bench) report() string {
 				if s.path == "raw TLS" {
 					name = "raw TLS file server (ceiling)"
 				}
+				if s.path == "raw TLS, HTTP/2 client" {
+					name = "raw TLS file server, HTTP/2 client (its ceiling)"
+				}
+				if s.path == "warm, HTTP/2 client" {
+					name = "connected registry, warm, HTTP/2 client"
+				}
 				vals := s.variant
 				if vals == "" {
 					vals = "–"
@@ -144,6 +150,12 @@ func (b *bench) report() string {
 			for _, v := range o.Variants {
 				row(b.find(img, "cold", v.name), direct, coldGoal, "direct")
 				row(b.find(img, "warm", v.name), raw, warmGoal, "raw")
+			}
+			if rawH2 := b.find(img, "raw TLS, HTTP/2 client", ""); rawH2 != nil {
+				row(rawH2, raw, 0, "raw")
+				for _, v := range o.Variants {
+					row(b.find(img, "warm, HTTP/2 client", v.name), rawH2, warmGoal, "raw, HTTP/2 client")
+				}
 			}
 		}
 		p("\nParent traffic of the cold pulls (blob bytes the parent served / the image's blob bytes):")
