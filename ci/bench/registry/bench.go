@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -329,6 +330,9 @@ func (b *bench) runWarmConcurrent(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// gateCooldown is the parent gate's default --cooldown.
+const gateCooldown = 10 * time.Second
+
 // runOutage measures pulls of cached content, by tag and by digest, while the parent is hung (SIGSTOP after
 // the registry has connections to it), refuses connections (stopped), is silent (a listener that accepts and
 // never answers), and after the connected registry restarted while the parent is silent.
@@ -359,7 +363,14 @@ func (b *bench) outageVariant(ctx context.Context, v variant) error {
 	if err := warm(); err != nil {
 		return err
 	}
+	first := true
 	measure := func(mode string) {
+		if !first {
+			// Each case starts fresh: the parent gate refuses a parent it found silent for its cooldown, which
+			// would make the next case look faster than a parent that just went silent.
+			time.Sleep(gateCooldown + time.Second)
+		}
+		first = false
 		for _, ref := range []string{"tag", "digest"} {
 			s := &series{image: img, path: mode, variant: v.name, ref: ref}
 			b.res.outage = append(b.res.outage, s)
@@ -392,7 +403,8 @@ func (b *bench) outageVariant(ctx context.Context, v variant) error {
 	b.e.stopParent()
 	measure("parent refuses connections")
 
-	silent, err := startSilentParent(b.e.parentHost)
+	_, port, _ := net.SplitHostPort(b.e.parentHost)
+	silent, err := startSilentParent(net.JoinHostPort(b.e.parentIP, port))
 	if err != nil {
 		return err
 	}

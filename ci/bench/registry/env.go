@@ -38,7 +38,11 @@ type env struct {
 	log         io.Writer
 	ca          *testenv.CA
 
-	parentHost   string
+	parentHost string // name:port
+	parentIP   string // the loopback address the name resolves to
+	// parentByName says the parent is addressed by a host name: Go's HTTP clients never use a proxy for a
+	// loopback IP literal or "localhost", so only then does the registry reach it through the parent gate.
+	parentByName bool
 	parentConfig string
 	parentEnv    []string
 	parent       *process
@@ -51,10 +55,11 @@ type env struct {
 
 // connected is one connected registry: the chart's pod as processes.
 type connected struct {
-	variant variant
-	pod     *pod
-	proc    *process
-	host    string
+	variant  variant
+	pod      *pod
+	proc     *process
+	sidecars []*process
+	host     string
 }
 
 // variant is a set of chart values the connected registry is rendered with.
@@ -93,7 +98,8 @@ func (e *env) startParent(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		e.parentHost = "127.0.0.1:" + strconv.Itoa(port)
+		name, ip := loopbackName()
+		e.parentHost, e.parentIP, e.parentByName = net.JoinHostPort(name, strconv.Itoa(port)), ip, name != ip
 		e.parentConfig, e.parentEnv, err = testenv.WriteParentConfig(testenv.ParentOptions{
 			Dir: filepath.Join(e.dir, "parent"), Addr: e.parentHost, CA: e.ca, User: parentUser, Password: parentPassword,
 		})
@@ -215,17 +221,52 @@ func (c *connected) start(ctx context.Context, e *env) error {
 		return err
 	}
 	env = append(env, c.variant.env...)
+	for _, sc := range c.pod.sidecars {
+		p, err := startProcess("sidecar "+sc.name, e.hooksBin, sc.args, sc.env)
+		if err != nil {
+			return err
+		}
+		c.sidecars = append(c.sidecars, p)
+	}
+	for _, local := range c.pod.listen {
+		if err := waitListening(local, 10*time.Second); err != nil {
+			c.stop()
+			return fmt.Errorf("a sidecar of the connected registry: %w", err)
+		}
+	}
 	if c.proc, err = startProcess("connected registry ("+c.variant.name+")", e.registryBin, args, env); err != nil {
 		return err
 	}
 	if err := c.proc.waitReady(ctx, e.httpClient(), "https://"+c.host+"/"); err != nil {
-		c.proc.stop()
+		c.stop()
 		return err
 	}
 	return nil
 }
 
-func (c *connected) stop() { c.proc.stop() }
+// stop stops the registry, then its sidecars, as the kubelet does with native sidecars.
+func (c *connected) stop() {
+	c.proc.stop()
+	for _, sc := range c.sidecars {
+		sc.stop()
+	}
+	c.sidecars = nil
+}
+
+func waitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // remove stops c and deletes its directories.
 func (c *connected) remove() {
@@ -288,6 +329,25 @@ func registryBinary(flagValue string) (string, error) {
 		return "", fmt.Errorf("the Distribution registry binary %s is missing: run ci/tools.sh registry (or set REGISTRY_BIN)", bin)
 	}
 	return bin, nil
+}
+
+// loopbackName returns this machine's host name and its address when the name resolves to loopback
+// addresses only (Debian's /etc/hosts maps it to 127.0.1.1), else 127.0.0.1 twice.
+func loopbackName() (name, ip string) {
+	h, err := os.Hostname()
+	if err != nil || h == "" || h == "localhost" {
+		return "127.0.0.1", "127.0.0.1"
+	}
+	addrs, err := net.LookupHost(h)
+	if err != nil || len(addrs) == 0 {
+		return "127.0.0.1", "127.0.0.1"
+	}
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+			return "127.0.0.1", "127.0.0.1"
+		}
+	}
+	return h, addrs[0]
 }
 
 // freeze stops a process without closing its sockets (SIGSTOP): a hung parent whose kernel still accepts

@@ -36,9 +36,19 @@ type pod struct {
 	port     int
 
 	volumes map[string]string // volume name → host directory
+	// listen maps the loopback addresses native sidecars listen on in the pod to the free ports they use here.
+	listen map[string]string
+	// sidecars are the native sidecars (init containers with restartPolicy Always) to run beside the registry.
+	sidecars []sidecar
 	// cpuLimit is what a resourceFieldRef to limits.cpu resolves to, as the kubelet does without a limit: the
 	// node's CPUs.
 	cpuLimit string
+}
+
+// sidecar is a native sidecar's command line, ready to start with the hooks binary.
+type sidecar struct {
+	name      string
+	args, env []string
 }
 
 func newPod(res *chartrender.Result, dir, registryBin, hooksBin string, external map[string]map[string]string, port int) (*pod, error) {
@@ -229,6 +239,9 @@ func (p *pod) env(c map[string]any, mounts map[string]string) ([]string, error) 
 				value = host
 			}
 		}
+		for from, to := range p.listen {
+			value = strings.ReplaceAll(value, from, to)
+		}
 		out = append(out, name+"="+value)
 	}
 	if len(sliceOf(c["envFrom"])) > 0 {
@@ -314,6 +327,24 @@ func (p *pod) runInitContainers() error {
 			return err
 		}
 		args := remapArgs(mounts, stringSlice(cm["args"]))
+		if cm["restartPolicy"] == "Always" {
+			// A native sidecar: it runs beside the registry, on a free port here.
+			for i, a := range args {
+				if addr, ok := strings.CutPrefix(a, "--listen="); ok {
+					if _, seen := p.listen[addr]; !seen {
+						port, err := freePort()
+						if err != nil {
+							return err
+						}
+						p.listen[addr] = "127.0.0.1:" + strconv.Itoa(port)
+					}
+					args[i] = "--listen=" + p.listen[addr]
+				}
+			}
+			name, _ := cm["name"].(string)
+			p.sidecars = append(p.sidecars, sidecar{name: name, args: args, env: append([]string{"PATH=" + os.Getenv("PATH")}, env...)})
+			continue
+		}
 		cmd := exec.Command(p.hooks, args...)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -328,6 +359,10 @@ func (p *pod) runInitContainers() error {
 func (p *pod) command() (args, env []string, err error) {
 	if err := p.prepare(); err != nil {
 		return nil, nil, err
+	}
+	p.sidecars = nil
+	if p.listen == nil {
+		p.listen = map[string]string{}
 	}
 	if err := p.runInitContainers(); err != nil {
 		return nil, nil, err

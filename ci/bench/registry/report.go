@@ -218,7 +218,13 @@ func (b *bench) report() string {
 		p("The %s, cached by tag and by digest; each pull is a new client with a %s limit. ", b.multi.label, o.OutageTimeout)
 		p("Hung: the parent's process is stopped (SIGSTOP) while the connected registry holds connections to it. ")
 		p("Refused: the parent is stopped. Silent: a listener on the parent's port accepts connections and never answers. ")
-		p("Restarted: the connected registry restarts while the parent is silent.\n\n")
+		p("Restarted: the connected registry restarts while the parent is silent. Each case starts %s after the last, when ", gateCooldown+time.Second)
+		p("the parent gate no longer refuses the parent, so its first pull (the p95 of 5 runs) waits for the gate's response timeout and the later ones are refused at once.")
+		if b.e.parentByName {
+			p(" The parent is addressed as %s (a loopback address), so the registry reaches it through the parent gate when the chart runs one.\n\n", b.e.parentHost)
+		} else {
+			p(" **The parent is addressed by a loopback IP, which Go's HTTP clients never send through a proxy: the parent gate is bypassed here** (give this machine's host name a loopback address in /etc/hosts).\n\n")
+		}
 		p("| parent | chart values | by | median | p95 | errors |\n|---|---|---|---|---|---|\n")
 		for _, s := range b.res.outage {
 			p("| %s | %s | %s | %s | %s | %s |\n", s.path, s.variant, s.ref, ms(quantile(s.times, 0.5)), ms(quantile(s.times, 0.95)), errSummary(s.errs))
