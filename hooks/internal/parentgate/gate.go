@@ -7,8 +7,10 @@
 // that hangs while the registry holds a keep-alive connection to it holds them until the client gives up.
 // Nothing in Distribution's configuration changes that. The gate sits in the registry's pod as its HTTPS_PROXY
 // and watches each tunnel: when the registry has sent bytes the parent has not answered within ResponseTimeout,
-// it cuts the tunnel, and for Cooldown refuses new tunnels to that parent at once, so the registry serves its
-// cache without waiting. TLS stays end to end: the gate never sees the content.
+// and the parent has sent nothing on any tunnel for as long, it cuts the tunnel, and for Cooldown refuses new
+// tunnels to that parent at once, so the registry serves its cache without waiting. A parent that is busy,
+// streaming other responses while this one is slow to start, is not silent and keeps its tunnels. TLS stays end
+// to end: the gate never sees the content.
 package parentgate
 
 import (
@@ -46,8 +48,24 @@ type Gate struct {
 	Log *slog.Logger
 
 	mu   sync.Mutex
-	down map[string]time.Time // target → refused until
+	down map[string]time.Time     // target → refused until
+	seen map[string]*atomic.Int64 // target → unix nanos of the last bytes the parent sent on any tunnel
 	now  func() time.Time
+}
+
+// lastSeen returns the clock of the last bytes target sent on any tunnel.
+func (g *Gate) lastSeen(target string) *atomic.Int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.seen == nil {
+		g.seen = map[string]*atomic.Int64{}
+	}
+	c, ok := g.seen[target]
+	if !ok {
+		c = new(atomic.Int64)
+		g.seen[target] = c
+	}
+	return c
 }
 
 // ServeHTTP tunnels CONNECT requests and refuses everything else.
@@ -98,10 +116,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.tunnel(target, client, up, pending)
 }
 
-// tunnel copies both ways until either side ends or the parent leaves the registry's bytes unanswered for
-// ResponseTimeout.
+// tunnel copies both ways until either side ends or the parent is silent: the registry's bytes on this tunnel
+// unanswered for ResponseTimeout, and nothing from the parent on any tunnel for as long.
 func (g *Gate) tunnel(target string, client, up net.Conn, pending []byte) {
 	var unanswered atomic.Int64 // unix nanos of the oldest registry bytes the parent has not answered; 0: none
+	seen := g.lastSeen(target)
 	now := g.clock()
 	done := make(chan struct{})
 	var once sync.Once
@@ -137,6 +156,7 @@ func (g *Gate) tunnel(target string, client, up net.Conn, pending []byte) {
 			n, err := up.Read(buf)
 			if n > 0 {
 				unanswered.Store(0)
+				seen.Store(now().UnixNano())
 				if _, werr := client.Write(buf[:n]); werr != nil {
 					return
 				}
@@ -153,7 +173,9 @@ func (g *Gate) tunnel(target string, client, up net.Conn, pending []byte) {
 		case <-done:
 			return
 		case <-tick.C:
-			if since := unanswered.Load(); since != 0 && now().Sub(time.Unix(0, since)) > g.ResponseTimeout {
+			t := now()
+			since := unanswered.Load()
+			if since != 0 && t.Sub(time.Unix(0, since)) > g.ResponseTimeout && t.Sub(time.Unix(0, seen.Load())) > g.ResponseTimeout {
 				g.markDown(target, fmt.Sprintf("no answer within %s", g.ResponseTimeout))
 				closeBoth()
 				return

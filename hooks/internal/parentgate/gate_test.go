@@ -153,6 +153,34 @@ func TestGate(t *testing.T) {
 		require.Equal(t, "late but fine", body)
 	})
 
+	t.Run("a busy parent, streaming one response while slow to start another, should keep both tunnels", func(t *testing.T) {
+		t.Parallel()
+		parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				time.Sleep(2 * timeout)
+				io.WriteString(w, "slow but alive")
+				return
+			}
+			for i := 0; i < 16; i++ {
+				io.WriteString(w, strings.Repeat("x", 1000))
+				w.(http.Flusher).Flush()
+				time.Sleep(timeout / 4)
+			}
+		}))
+		defer parent.Close()
+		gate := startGate(t, newGate())
+		streamed := make(chan error, 1)
+		go func() {
+			_, err := get(clientVia(parent, gate), parent.URL+"/stream")
+			streamed <- err
+		}()
+		time.Sleep(timeout / 2)
+		body, err := get(clientVia(parent, gate), parent.URL+"/slow")
+		require.NoError(t, err)
+		require.Equal(t, "slow but alive", body)
+		require.NoError(t, <-streamed)
+	})
+
 	t.Run("the cooldown should end and a parent that is back should be reached again", func(t *testing.T) {
 		t.Parallel()
 		parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
