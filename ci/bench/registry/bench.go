@@ -25,6 +25,7 @@ type bench struct {
 // results are everything the report prints.
 type results struct {
 	started, finished time.Time
+	loadStart         string
 	single            []*series // single pulls, every path, every image
 	coldConcurrent    []*concurrentResult
 	warmConcurrent    []*concurrentResult

@@ -183,7 +183,7 @@ func (o *Options) Run(ctx context.Context, out io.Writer) (err error) {
 	}
 	b := &bench{o: o}
 	defer b.close()
-	b.res.started = time.Now()
+	b.res.started, b.res.loadStart = time.Now(), loadAverage()
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
