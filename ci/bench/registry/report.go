@@ -89,9 +89,10 @@ func errSummary(errs []error) string {
 	if len(errs) == 0 {
 		return "0"
 	}
+	// The head says which request failed, the tail why.
 	msg := errs[0].Error()
-	if len(msg) > 160 {
-		msg = msg[:160] + "…"
+	if len(msg) > 240 {
+		msg = msg[:100] + " … " + msg[len(msg)-140:]
 	}
 	return fmt.Sprintf("%d (%s)", len(errs), strings.ReplaceAll(msg, "|", "/"))
 }
