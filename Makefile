@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all tools generate lint test unit e2e verify demo cluster-up cluster-down clean
+.PHONY: all tools generate lint test unit e2e verify demo cluster-up cluster-down clean bench-registry
 
 all: verify test
 
@@ -51,6 +51,13 @@ cluster-down:
 verify: generate lint
 	@if [ -n "$$(git status --porcelain)" ]; then \
 	  echo "verify: regeneration changed the tree; run 'make generate' and commit:"; git status --porcelain; git --no-pager diff --stat; exit 1; fi
+
+## bench-registry: the registry data-plane benchmark (raw TLS ceiling, direct, cold and warm pulls through the
+## chart's registry configuration, concurrency, parent outages) on 127.0.0.1; writes _out/bench/registry.md.
+## BENCH_RUNS, BENCH_LAYER_SIZE and the other flags of `go run ./ci/bench/registry -h` tune it.
+bench-registry:
+	bash ci/tools.sh registry
+	go run ./ci/bench/registry --out _out/bench/registry.md
 
 clean:
 	rm -rf bin _out

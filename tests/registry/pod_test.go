@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -45,6 +46,10 @@ type pod struct {
 	remapped   map[string]string // configuration or environment key → container path, for the report
 	hostPath   map[string]string // configuration or environment key → host path
 	proc       *process
+	// listen maps the loopback addresses native sidecars listen on in the pod to the free ports they use here,
+	// for the registry's environment (HTTPS_PROXY of the parent gate).
+	listen   map[string]string
+	sidecars []*process
 }
 
 // newPod reads the registry Deployment of res. external holds the Secrets the user creates (name → key →
@@ -244,6 +249,9 @@ func (p *pod) env(t *testing.T, c map[string]any, mounts map[string]string) ([]s
 				value = host
 			}
 		}
+		for from, to := range p.listen {
+			value = strings.ReplaceAll(value, from, to)
+		}
 		out = append(out, name+"="+value)
 	}
 	if len(sliceAt(c, "envFrom")) > 0 {
@@ -315,6 +323,10 @@ func (p *pod) runInitContainers(t *testing.T) {
 			p.standInForTLSReloader(t, cm["name"].(string), args)
 			continue
 		}
+		if cm["restartPolicy"] == "Always" {
+			p.startSidecar(t, cm["name"].(string), args, env)
+			continue
+		}
 		cmd := exec.Command(p.hooks, args...)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 		out, err := cmd.CombinedOutput()
@@ -351,10 +363,47 @@ func (p *pod) standInForTLSReloader(t *testing.T, name string, args []string) {
 	t.Logf("sidecar %s (tls-reloader, needs the API server) stood in for: wrote Secret %s's tls.crt and tls.key into %s", name, secret, dir)
 }
 
+// startSidecar starts a native sidecar (an init container with restartPolicy Always) in the background, as the
+// kubelet does, with its --listen address on a free port of 127.0.0.1 (p.listen maps it for the registry).
+func (p *pod) startSidecar(t *testing.T, name string, args, env []string) {
+	t.Helper()
+	if p.listen == nil {
+		p.listen = map[string]string{}
+	}
+	for i, a := range args {
+		if addr, ok := strings.CutPrefix(a, "--listen="); ok {
+			if _, seen := p.listen[addr]; !seen {
+				p.listen[addr] = "127.0.0.1:" + strconv.Itoa(freePort(t))
+			}
+			args[i] = "--listen=" + p.listen[addr]
+		}
+	}
+	sc := startProcess(t, "sidecar "+name, p.hooks, args, append([]string{"PATH=" + os.Getenv("PATH")}, env...))
+	p.sidecars = append(p.sidecars, sc)
+	for addr, local := range p.listen {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", local, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if sc.exited() || time.Now().After(deadline) {
+				t.Fatalf("sidecar %s does not listen on %s (pod address %s): %v\n%s", name, local, addr, err, sc.out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // start runs the pod: volumes, init containers, then the registry container. Calling it again after stop
 // is a new pod of the same Deployment: fresh emptyDirs, the same claim.
 func (p *pod) start(t *testing.T) *process {
 	t.Helper()
+	for _, sc := range p.sidecars {
+		sc.stop(t)
+	}
+	p.sidecars = nil
 	p.prepare(t)
 	p.runInitContainers(t)
 

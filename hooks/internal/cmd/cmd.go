@@ -82,6 +82,11 @@ func commands() []command {
 			new:     func(Streams) Options { return &InstallCredentialHelperOptions{} },
 		},
 		{
+			name:    "parent-gate",
+			summary: "run the CONNECT proxy the registry reaches its parent through, which cuts connections the parent leaves unanswered so pulls of cached content do not wait",
+			new:     func(s Streams) Options { return &ParentGateOptions{Log: s.Err} },
+		},
+		{
 			name:    CredentialHelperCommand,
 			usage:   "get|store|erase|list|version",
 			summary: "act as the Docker credential helper for the parent registry (what the binary does when named " + CredentialHelperPrefix + "*)",

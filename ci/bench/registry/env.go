@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testenv"
+)
+
+const (
+	parentUser     = "cr-sync-token"
+	parentPassword = "Sync+Token/Password=2"
+	clusterIP      = "10.96.0.50"
+)
+
+// env is one benchmark run's world on 127.0.0.1: a CA, the parent registry seeded with the images, the raw
+// TLS file server holding the same bytes, and connected registries started from the chart on demand.
+type env struct {
+	dir         string
+	registryBin string
+	hooksBin    string
+	log         io.Writer
+	ca          *testenv.CA
+
+	parentHost string // name:port
+	parentIP   string // the loopback address the name resolves to
+	// parentByName says the parent is addressed by a host name: Go's HTTP clients never use a proxy for a
+	// loopback IP literal or "localhost", so only then does the registry reach it through the parent gate.
+	parentByName bool
+	parentConfig string
+	parentEnv    []string
+	parent       *process
+
+	rawHost string
+	raw     *process
+
+	crCert, crKey []byte
+}
+
+// connected is one connected registry: the chart's pod as processes.
+type connected struct {
+	variant  variant
+	pod      *pod
+	proc     *process
+	sidecars []*process
+	host     string
+}
+
+// variant is a set of chart values the connected registry is rendered with.
+type variant struct {
+	name string
+	set  []string // --set expressions
+	env  []string // added to the registry container's environment: experiments only, not a chart setting
+}
+
+func newEnv(dir, registryBin, hooksBin string, log io.Writer) (*env, error) {
+	ca, err := testenv.NewCA("connected-registry benchmark CA")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, registryBin: registryBin, hooksBin: hooksBin, log: log, ca: ca}
+	e.crCert, e.crKey, err = ca.Issue("cr-connected-registry", []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(clusterIP)},
+		[]string{"cr-connected-registry", "cr-connected-registry.connected-registry.svc"})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) logf(format string, args ...any) {
+	fmt.Fprintf(e.log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func (e *env) httpClient() *http.Client {
+	return &http.Client{Transport: e.ca.Transport(), Timeout: 5 * time.Second}
+}
+
+// startParent starts the parent registry, on the same port and storage when it ran before.
+func (e *env) startParent(ctx context.Context) error {
+	if e.parentHost == "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		name, ip := loopbackName()
+		e.parentHost, e.parentIP, e.parentByName = net.JoinHostPort(name, strconv.Itoa(port)), ip, name != ip
+		e.parentConfig, e.parentEnv, err = testenv.WriteParentConfig(testenv.ParentOptions{
+			Dir: filepath.Join(e.dir, "parent"), Addr: e.parentHost, CA: e.ca, User: parentUser, Password: parentPassword,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	var err error
+	for i := 0; i < 50; i++ { // the port may still be held by the silent parent a moment ago
+		if e.parent, err = startProcess("parent registry", e.registryBin, []string{"serve", e.parentConfig}, e.parentEnv); err != nil {
+			return err
+		}
+		if err = e.parent.waitReady(ctx, e.httpClient(), "https://"+e.parentHost+"/"); err == nil {
+			return nil
+		}
+		e.parent.stop()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func (e *env) stopParent() { e.parent.stop() }
+
+// push writes the image to the parent.
+func (e *env) push(img *testImage) error {
+	ref, err := name.ParseReference(e.parentHost + "/" + img.repo + ":" + img.tag)
+	if err != nil {
+		return err
+	}
+	opts := []remote.Option{remote.WithTransport(e.ca.Transport()),
+		remote.WithAuth(&authn.Basic{Username: parentUser, Password: parentPassword})}
+	if img.index != nil {
+		return remote.WriteIndex(ref, img.index, opts...)
+	}
+	return remote.Write(ref, img.image, opts...)
+}
+
+// startRaw starts the raw TLS file server (this program, run as a child) over dir.
+func (e *env) startRaw(ctx context.Context, dir string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	e.rawHost = "127.0.0.1:" + strconv.Itoa(port)
+	cert, key := filepath.Join(e.dir, "raw.crt"), filepath.Join(e.dir, "raw.key")
+	certPEM, keyPEM, err := e.ca.Issue("raw TLS file server", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	e.raw, err = startProcess("raw TLS file server", self, nil, []string{
+		"PATH=" + os.Getenv("PATH"), roleEnv + "=" + roleRawTLS, "CR_BENCH_ROOT=" + dir, "CR_BENCH_ADDR=" + e.rawHost,
+		"CR_BENCH_CERT=" + cert, "CR_BENCH_KEY=" + key,
+	})
+	if err != nil {
+		return err
+	}
+	return e.raw.waitReady(ctx, e.httpClient(), "https://"+e.rawHost+"/")
+}
+
+// render renders the chart for this parent, as tests/registry does: the parent and its sync token from the
+// connection string, the parent's CA as registry.parent.caBundle, a bring-your-own certificate from flat
+// protected-settings keys, and the variant's values.
+func (e *env) render(v variant) (*chartrender.Result, error) {
+	set := append([]string{
+		"service.clusterIP=" + clusterIP,
+		"cert-manager.enabled=false",
+		"cert-manager.install=false",
+	}, v.set...)
+	values := map[string]any{
+		"connectionString": "ConnectedRegistryName=cr;SyncTokenName=" + parentUser + ";SyncTokenPassword=" + parentPassword +
+			";ParentGatewayEndpoint=" + e.parentHost + ";ParentEndpointProtocol=https",
+		"tls.crt":   base64.StdEncoding.EncodeToString(e.crCert),
+		"tls.key":   base64.StdEncoding.EncodeToString(e.crKey),
+		"tls.cacrt": base64.StdEncoding.EncodeToString(e.ca.CertPEM),
+		"registry":  map[string]any{"parent": map[string]any{"caBundle": string(e.ca.CertPEM)}},
+	}
+	res, err := chartrender.Render(chartrender.Options{Set: set, Values: values})
+	if err != nil {
+		return nil, fmt.Errorf("rendering the chart (%s): %w", v.name, err)
+	}
+	return res, nil
+}
+
+// startConnected starts a connected registry of variant v with an empty cache in dir.
+func (e *env) startConnected(ctx context.Context, v variant, dir string) (*connected, error) {
+	res, err := e.render(v)
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	pd, err := newPod(res, dir, e.registryBin, e.hooksBin, nil, port)
+	if err != nil {
+		return nil, err
+	}
+	c := &connected{variant: v, pod: pd, host: "127.0.0.1:" + strconv.Itoa(port)}
+	return c, c.start(ctx, e)
+}
+
+// start starts (or restarts) the registry process of c; the cache volume is kept.
+func (c *connected) start(ctx context.Context, e *env) error {
+	args, env, err := c.pod.command()
+	if err != nil {
+		return err
+	}
+	env = append(env, c.variant.env...)
+	for _, sc := range c.pod.sidecars {
+		p, err := startProcess("sidecar "+sc.name, e.hooksBin, sc.args, sc.env)
+		if err != nil {
+			return err
+		}
+		c.sidecars = append(c.sidecars, p)
+	}
+	for _, local := range c.pod.listen {
+		if err := waitListening(local, 10*time.Second); err != nil {
+			c.stop()
+			return fmt.Errorf("a sidecar of the connected registry: %w", err)
+		}
+	}
+	if c.proc, err = startProcess("connected registry ("+c.variant.name+")", e.registryBin, args, env); err != nil {
+		return err
+	}
+	if err := c.proc.waitReady(ctx, e.httpClient(), "https://"+c.host+"/"); err != nil {
+		c.stop()
+		return err
+	}
+	return nil
+}
+
+// stop stops the registry, then its sidecars, as the kubelet does with native sidecars.
+func (c *connected) stop() {
+	c.proc.stop()
+	for _, sc := range c.sidecars {
+		sc.stop()
+	}
+	c.sidecars = nil
+}
+
+func waitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// remove stops c and deletes its directories.
+func (c *connected) remove() {
+	c.stop()
+	_ = os.RemoveAll(c.pod.dir)
+}
+
+// waitStored waits until c's cache holds every blob of img: Distribution commits a proxied blob after it has
+// streamed it to the client.
+func (c *connected) waitStored(img *testImage, timeout time.Duration) error {
+	digests, err := blobDigests(img)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var missing []string
+		for _, d := range digests {
+			p := filepath.Join(c.pod.DataDir(), "docker", "registry", "v2", "blobs", d.Algorithm, d.Hex[:2], d.Hex, "data")
+			if _, err := os.Stat(p); err != nil {
+				missing = append(missing, d.String())
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the connected registry's cache lacks %d blobs of %s %s after the pull", len(missing), img.repo, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// buildHooks builds ./hooks, which the chart's init container runs (the registry's credential helper).
+func buildHooks(dir string) (string, error) {
+	bin := filepath.Join(dir, "hooks")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("finding the go tool to build ./hooks: %w", err)
+	}
+	cmd := exec.Command(goTool, "build", "-o", bin, "./hooks")
+	cmd.Dir = chartrender.RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./hooks: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// registryBinary finds Distribution v3.1.2's registry binary, which ci/tools.sh builds.
+func registryBinary(flagValue string) (string, error) {
+	bin := flagValue
+	if bin == "" {
+		bin = os.Getenv("REGISTRY_BIN")
+	}
+	if bin == "" {
+		bin = filepath.Join(chartrender.RepoRoot(), "bin", "registry")
+	}
+	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("the Distribution registry binary %s is missing: run ci/tools.sh registry (or set REGISTRY_BIN)", bin)
+	}
+	return bin, nil
+}
+
+// loopbackName returns this machine's host name and its address when the name resolves to loopback
+// addresses only (Debian's /etc/hosts maps it to 127.0.1.1), else 127.0.0.1 twice.
+func loopbackName() (name, ip string) {
+	h, err := os.Hostname()
+	if err != nil || h == "" || h == "localhost" {
+		return "127.0.0.1", "127.0.0.1"
+	}
+	addrs, err := net.LookupHost(h)
+	if err != nil || len(addrs) == 0 {
+		return "127.0.0.1", "127.0.0.1"
+	}
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+			return "127.0.0.1", "127.0.0.1"
+		}
+	}
+	return h, addrs[0]
+}
+
+// freeze stops a process without closing its sockets (SIGSTOP): a hung parent whose kernel still accepts
+// connections and acknowledges data.
+func freeze(p *process) error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+func thaw(p *process) error { return p.cmd.Process.Signal(syscall.SIGCONT) }
+
+func joinSet(set []string) string {
+	if len(set) == 0 {
+		return "chart defaults"
+	}
+	return "`" + strings.Join(set, "`, `") + "`"
+}
