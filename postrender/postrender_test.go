@@ -1,0 +1,313 @@
+package postrender_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	helmpostrender "helm.sh/helm/v3/pkg/postrender"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/resid"
+
+	"github.com/connected-registry/connected-registry/postrender"
+)
+
+// A *Renderer is a Helm 3 post-renderer without importing Helm.
+var _ helmpostrender.PostRenderer = (*postrender.Renderer)(nil)
+
+const chartOutput = `---
+# Source: connected-registry/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: cr-connected-registry
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/name: connected-registry
+    app.kubernetes.io/instance: cr
+    app.kubernetes.io/component: registry
+    app.kubernetes.io/part-of: connected-registry
+spec:
+  clusterIP: "10.96.0.50"
+  ports:
+    - name: https
+      port: 443
+---
+# Source: connected-registry/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: cr-connected-registry
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/component: registry
+    app.kubernetes.io/part-of: connected-registry
+spec:
+  template:
+    spec:
+      containers:
+        - name: registry
+          image: registry:3
+      volumes:
+        - name: tls
+          secret:
+            secretName: cr-connected-registry-tls
+---
+# Source: connected-registry/templates/trust/daemonset.yaml
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: cr-connected-registry-trust
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/component: trust-agent
+    app.kubernetes.io/part-of: connected-registry
+spec:
+  template:
+    spec:
+      containers:
+        - name: agent
+          image: ghcr.io/connected-registry/hooks:0.1.0
+---
+# Source: connected-registry/templates/trust/cleanup.yaml
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: cr-connected-registry-trust-cleanup
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/component: trust-agent
+  annotations:
+    helm.sh/hook: post-delete
+    postrenderer.helm.sh/postrender-filename: connected-registry/templates/trust/cleanup.yaml
+spec:
+  template:
+    spec:
+      containers:
+        - name: cleanup
+          image: ghcr.io/connected-registry/hooks:0.1.0
+`
+
+func memFS(t testing.TB, files map[string]string) filesys.FileSystem {
+	t.Helper()
+	fs := filesys.MakeFsInMemory()
+	for p, c := range files {
+		require.NoError(t, fs.WriteFile(p, []byte(c)))
+	}
+	return fs
+}
+
+func run(t testing.TB, o postrender.Options, in string) (string, error) {
+	t.Helper()
+	r, err := postrender.New(o)
+	if err != nil {
+		return "", err
+	}
+	out, err := r.Run(bytes.NewBufferString(in))
+	if err != nil {
+		return "", err
+	}
+	return out.String(), nil
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	tolerationPatch := `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: cr-connected-registry
+  namespace: connected-registry
+spec:
+  template:
+    spec:
+      tolerations:
+        - key: site
+          operator: Exists
+`
+	cases := []struct {
+		name     string
+		files    map[string]string
+		opts     postrender.Options
+		contains []string
+		absent   []string
+		err      string
+	}{
+		{
+			name:  "a kustomization directory listing the chart output adds its labels to every object",
+			files: map[string]string{"/o/kustomization.yaml": "resources: [helm-output.yaml]\nlabels:\n- pairs: {site: berlin}\n"},
+			opts:  postrender.Options{Dir: "/o"},
+			contains: []string{"site: berlin", "kind: DaemonSet",
+				"postrenderer.helm.sh/postrender-filename: connected-registry/templates/trust/cleanup.yaml"},
+		},
+		{
+			name:     "a strategic-merge patch named on the command line patches the object it names",
+			files:    map[string]string{"/p/tolerations.yaml": tolerationPatch},
+			opts:     postrender.Options{Patches: []postrender.Patch{{Path: "/p/tolerations.yaml"}}},
+			contains: []string{"key: site"},
+		},
+		{
+			name:   "trust distribution off removes every object labelled trust-agent, hooks included",
+			opts:   postrender.Options{Trust: postrender.TrustOff},
+			absent: []string{"kind: DaemonSet", "trust-cleanup", "trust-agent"},
+		},
+		{
+			name:  "a kustomization directory that does not list the chart output should fail",
+			files: map[string]string{"/o/kustomization.yaml": "resources: [other.yaml]\n"},
+			opts:  postrender.Options{Dir: "/o"},
+			err:   "/o/kustomization.yaml: the kustomization does not list the chart's output helm-output.yaml in its resources",
+		},
+		{
+			name:  "an untargeted patch for an object that does not exist should name the patch file and its target",
+			files: map[string]string{"/p/typo.yaml": strings.Replace(tolerationPatch, "cr-connected-registry", "cr-connected-regsitry", 1)},
+			opts:  postrender.Options{Patches: []postrender.Patch{{Path: "/p/typo.yaml"}}},
+			err:   "patch /p/typo.yaml (target kind=Deployment,name=cr-connected-regsitry,namespace=connected-registry) matches no object of the chart's output",
+		},
+		{
+			name:  "an untargeted patch without the chart's namespace should say which namespace to set",
+			files: map[string]string{"/p/nons.yaml": strings.Replace(tolerationPatch, "  namespace: connected-registry\n", "", 1)},
+			opts:  postrender.Options{Patches: []postrender.Patch{{Path: "/p/nons.yaml"}}},
+			err: "patch /p/nons.yaml (target kind=Deployment,name=cr-connected-registry) matches no object of the chart's output: " +
+				"the chart's Deployment cr-connected-registry is in namespace \"connected-registry\"; set metadata.namespace: connected-registry in the patch, or give it a target",
+		},
+		{
+			name: "a targeted JSON patch that selects nothing should name the patch file and its target",
+			files: map[string]string{
+				"/o/kustomization.yaml": "resources: [helm-output.yaml]\npatches:\n- path: replicas.yaml\n  target: {kind: StatefulSet}\n",
+				"/o/replicas.yaml":      "- op: add\n  path: /spec/replicas\n  value: 2\n",
+			},
+			opts: postrender.Options{Dir: "/o"},
+			err:  "patch /o/replicas.yaml (target kind=StatefulSet) matches no object of the chart's output",
+		},
+		{
+			name:  "a patch for the trust agent fails once trust distribution is off",
+			files: map[string]string{"/p/ds.yaml": "- op: add\n  path: /spec/minReadySeconds\n  value: 5\n"},
+			opts: postrender.Options{Trust: postrender.TrustOff, Patches: []postrender.Patch{{Path: "/p/ds.yaml",
+				Target: &types.Selector{ResId: resIDKind("DaemonSet")}}}},
+			err: "patch /p/ds.yaml (target kind=DaemonSet) matches no object of the chart's output",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.opts.FS = memFS(t, tc.files)
+			out, err := run(t, tc.opts, chartOutput)
+			if tc.err != "" {
+				require.EqualError(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			for _, s := range tc.contains {
+				require.Contains(t, out, s)
+			}
+			for _, s := range tc.absent {
+				require.NotContains(t, out, s)
+			}
+		})
+	}
+}
+
+// synthetic renders n Deployments and n Services.
+func synthetic(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app-%[1]d
+  labels: {app: app-%[1]d}
+spec:
+  selector: {matchLabels: {app: app-%[1]d}}
+  template:
+    metadata: {labels: {app: app-%[1]d}}
+    spec:
+      serviceAccountName: sa-%[1]d
+      containers:
+      - name: c
+        image: nginx:1.0
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: app-%[1]d
+spec:
+  selector: {app: app-%[1]d}
+  ports: [{port: 80}]
+`, i)
+		if i%10 == 0 {
+			fmt.Fprintf(&b, `---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: sa-%[1]d
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: rb-%[1]d
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}
+subjects:
+- kind: ServiceAccount
+  name: sa-%[1]d
+  namespace: old
+`, i)
+		}
+	}
+	return b.String()
+}
+
+const syntheticKustomization = `resources: [helm-output.yaml]
+namespace: site
+commonLabels: {site: a}
+patches:
+- target: {kind: Deployment}
+  patch: |
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: any}
+    spec:
+      template:
+        spec:
+          tolerations: [{key: k, operator: Exists}]
+- target: {kind: Service, name: "app-1.*"}
+  patch: |
+    - op: add
+      path: /metadata/annotations
+      value: {a: b}
+- patch: |
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: app-7}
+    spec: {replicas: 3}
+`
+
+func bareKrusty(t testing.TB, kustomization, input string) string {
+	t.Helper()
+	fs := memFS(t, map[string]string{"/k/kustomization.yaml": kustomization, "/k/helm-output.yaml": input})
+	o := krusty.MakeDefaultOptions()
+	o.Reorder = krusty.ReorderOptionUnspecified
+	m, err := krusty.MakeKustomizer(o).Run(fs, "/k")
+	require.NoError(t, err)
+	y, err := m.AsYaml()
+	require.NoError(t, err)
+	return string(y)
+}
+
+// TestPartsMatchWholeBuild proves that building a large input in parts gives kustomize's output byte for byte.
+func TestPartsMatchWholeBuild(t *testing.T) {
+	t.Parallel()
+	input := synthetic(150)
+	want := bareKrusty(t, syntheticKustomization, input)
+	for _, size := range []int{-1, 7, 50} {
+		fs := memFS(t, map[string]string{"/o/kustomization.yaml": syntheticKustomization})
+		got, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: size}, input)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "chunk size %d", size)
+	}
+}
+
+func resIDKind(kind string) resid.ResId { return resid.ResId{Gvk: resid.Gvk{Kind: kind}} }
