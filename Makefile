@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all tools generate lint test unit e2e verify demo cluster-up cluster-down clean
+.PHONY: all tools postrender generate lint test unit e2e verify demo cluster-up cluster-down clean bench-postrender
 
 all: verify test
 
@@ -15,10 +15,21 @@ all: verify test
 tools:
 	bash ci/tools.sh
 
-## generate: regenerate the chart's values.schema.json and README.md from values.yaml, and the golden files
-generate:
+## postrender: build the kustomize post-renderer into ./bin (Helm 3: --post-renderer ./bin/connected-registry-postrender)
+## and into the Helm 4 plugin directory (helm plugin install postrender/plugin/connected-registry-postrender)
+POSTRENDER_PLUGIN_DIR := postrender/plugin/connected-registry-postrender
+postrender:
+	go build -trimpath -o bin/connected-registry-postrender ./postrender/cmd/connected-registry-postrender
+	mkdir -p $(POSTRENDER_PLUGIN_DIR)/bin
+	cp bin/connected-registry-postrender $(POSTRENDER_PLUGIN_DIR)/bin/
+
+## generate: regenerate the chart's values.schema.json and README.md from values.yaml, the trust-distribution
+## kustomize component, and the golden files
+generate: tools postrender
 	go run ./ci/valuesdoc
+	go run ./ci/trustcomponent
 	go test ./tests/chart -run TestScenarioGolden -update >/dev/null
+	go test ./tests/postrender -run TestGolden -update >/dev/null
 
 ## lint: gofmt, go vet and the values documentation check
 lint:
@@ -32,7 +43,7 @@ lint:
 test: unit e2e
 
 ## unit: the tests that need no cluster
-unit: tools
+unit: tools postrender
 	go test $(GO_TEST_FLAGS) ./...
 	cd tests/cluster && go test $(GO_TEST_FLAGS) -vet=off .
 
@@ -51,8 +62,12 @@ verify: generate lint
 	@if [ -n "$$(git status --porcelain)" ]; then \
 	  echo "verify: regeneration changed the tree; run 'make generate' and commit:"; git status --porcelain; git --no-pager diff --stat; exit 1; fi
 
+## bench-postrender: the post-renderer against bare krusty and the kustomize CLI, N = chart, 100, 500, 1000
+bench-postrender: tools
+	go test -run '^$$' -bench . -benchtime 3x -timeout 60m ./ci/bench/postrender | tee _out/bench-postrender.txt
+
 clean:
-	rm -rf bin _out
+	rm -rf bin _out $(POSTRENDER_PLUGIN_DIR)/bin
 
 ## demo: build everything, start the embedded single-node cluster and a parent registry, install the chart and
 ## pull an image through it (needs root)

@@ -52,7 +52,7 @@ func splitDocuments(in []byte) ([]*document, error) {
 	var docs []*document
 	start := 0
 	add := func(text []byte) error {
-		if len(bytes.TrimSpace(text)) == 0 {
+		if onlyComments(text) {
 			return nil
 		}
 		node, err := yaml.Parse(string(text))
@@ -130,4 +130,14 @@ func scalars(n *yaml.Node, fn func(string)) {
 			scalars(n.Alias, fn)
 		}
 	}
+}
+
+func onlyComments(text []byte) bool {
+	for _, line := range bytes.Split(text, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) > 0 && line[0] != '#' {
+			return false
+		}
+	}
+	return true
 }

@@ -102,6 +102,8 @@ type patchInfo struct {
 	target *types.Selector
 	// ids are the objects an untargeted strategic-merge patch names.
 	ids []resid.ResId
+	// deletes: a `$patch: delete` patch, which may find its objects already gone.
+	deletes bool
 }
 
 func (p patchInfo) describeTarget() string {
@@ -160,6 +162,7 @@ func patchesOf(fs filesys.FileSystem, kf *kustFile, rename func(string) string) 
 		} else {
 			info.source = fmt.Sprintf("inline patch #%d of %s", i+1, rename(kf.file))
 		}
+		info.deletes = strings.Contains(text, "$patch: delete")
 		if p.Target == nil {
 			ids, err := smpIDs(text)
 			if err != nil {

@@ -309,7 +309,8 @@ func (r *Renderer) explain(err error, docs []*document) error {
 	return fmt.Errorf("%w: %s", ErrKustomize, strings.ReplaceAll(msg, memRoot+"/", ""))
 }
 
-// checkPatches fails when a targeted patch selected nothing: kustomize skips such a patch silently. A patch
+// checkPatches fails when a targeted patch selected nothing: kustomize skips such a patch silently. A
+// deletion may find nothing to delete (the trust-distribution off component on a chart rendered without it). A patch
 // counts as matched when its target selects an object of the input or of the output (a patch may delete its
 // object, or select labels another component adds). A stream of Helm 4 hooks alone is exempt: Helm's
 // "separate" strategy post-renders hooks apart from the templates the patches are for.
@@ -324,7 +325,7 @@ func (r *Renderer) checkPatches(docs []*document, out []*resource.Resource) erro
 		}
 	}
 	for _, p := range r.patches {
-		if p.target == nil {
+		if p.target == nil || p.deletes {
 			continue
 		}
 		matched, err := selectsAny(*p.target, docs, out)

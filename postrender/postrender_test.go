@@ -210,6 +210,72 @@ spec:
 	}
 }
 
+// ownTrust is chartOutput rendered with trustDistribution.enabled=false: no trust-agent objects.
+func ownTrust(helm4 bool) string {
+	docs := strings.Split(chartOutput, "\n---\n")
+	out := strings.Join(docs[:2], "\n---\n") + "\n"
+	if helm4 {
+		out = strings.ReplaceAll(out, "  labels:\n    app.kubernetes.io/name", "  annotations:\n    postrenderer.helm.sh/postrender-filename: x.yaml\n  labels:\n    app.kubernetes.io/name")
+	}
+	return out
+}
+
+func TestTrustOn(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		in       string
+		contains []string
+		absent   []string
+		warning  string
+		err      string
+	}{
+		{
+			name: "helm 3 output gets the node agent filled from the Service and Deployment, without its hooks",
+			in:   ownTrust(false),
+			contains: []string{"kind: DaemonSet", "--host=10.96.0.50:443", "--owner=connected-registry/cr", "name: cr-connected-registry-trust-agent",
+				"secretName: cr-connected-registry-tls", "namespace: connected-registry"},
+			absent:  []string{"__CR_", "post-delete"},
+			warning: "helm uninstall will not remove the node agent's files",
+		},
+		{
+			name:     "helm 4 output gets the node agent with its post-delete hook, each filed under its template",
+			in:       ownTrust(true),
+			contains: []string{"kind: DaemonSet", "helm.sh/hook: post-delete", "postrenderer.helm.sh/postrender-filename: connected-registry/templates/"},
+			absent:   []string{"__CR_"},
+		},
+		{
+			name:     "output that already has the node agent is left as it is",
+			in:       chartOutput,
+			contains: []string{"image: ghcr.io/connected-registry/hooks:0.1.0", "name: cr-connected-registry-trust-cleanup"},
+		},
+		{
+			name: "output without the registry Service should fail",
+			in:   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+			err:  postrender.ErrNoRegistryService.Error(),
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var warn bytes.Buffer
+			out, err := run(t, postrender.Options{Trust: postrender.TrustOn, FS: memFS(t, nil), Warn: &warn}, tc.in)
+			if tc.err != "" {
+				require.EqualError(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			for _, s := range tc.contains {
+				require.Contains(t, out, s)
+			}
+			for _, s := range tc.absent {
+				require.NotContains(t, out, s)
+			}
+			require.Contains(t, warn.String(), tc.warning)
+		})
+	}
+}
+
 // synthetic renders n Deployments and n Services.
 func synthetic(n int) string {
 	var b strings.Builder

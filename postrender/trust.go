@@ -52,7 +52,21 @@ func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the trust-distribution component: %w", err)
 		}
-		if !helm4Stream(docs) {
+		if helm4Stream(docs) {
+			// Helm 4 files every document by this annotation; without it Helm names them generated-by-postrender-N.
+			for _, d := range added {
+				if src := sourceComment(d.text); src != "" {
+					if err := d.node.PipeE(yaml.SetAnnotation(Helm4FilenameAnnotation, src)); err != nil {
+						return nil, err
+					}
+					text, err := d.node.String()
+					if err != nil {
+						return nil, err
+					}
+					d.text = []byte(text)
+				}
+			}
+		} else {
 			// Helm 3 installs what a post-renderer returns as plain resources: a post-delete hook added here
 			// would run at install time. Leave the hooks out, and say what that costs.
 			kept := added[:0:0]
@@ -77,6 +91,16 @@ func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
 		return out, nil
 	}
 	return docs, nil
+}
+
+// sourceComment returns the template named by a document's `# Source:` comment.
+func sourceComment(text []byte) string {
+	for _, line := range strings.Split(string(text), "\n") {
+		if src, ok := strings.CutPrefix(line, "# Source: "); ok {
+			return strings.TrimSpace(src)
+		}
+	}
+	return ""
 }
 
 // helm4Stream reports whether Helm 4 produced the stream: it annotates every document with its file name.
