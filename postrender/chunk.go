@@ -38,7 +38,9 @@ const DefaultChunkSize = 50
 
 // build runs kustomize over the documents, in parts when that gives the same result.
 func (r *Renderer) build(docs []*document) ([]*resource.Resource, []byte, error) {
-	whole := func() ([]*resource.Resource, []byte, error) { return r.buildOnce(docs) }
+	whole := func() ([]*resource.Resource, []byte, error) {
+		return r.buildOnce(joinDocuments(docs), func() ([]*document, error) { return docs, nil })
+	}
 	if !r.chunkable || r.chunkSize < 0 || len(docs) <= 2*r.chunkSize {
 		return whole()
 	}
@@ -125,7 +127,7 @@ func (r *Renderer) partition(docs []*document) ([][]*document, map[string]bool) 
 		}
 	}
 	for i, d := range docs {
-		scalars(d.node.YNode(), func(v string) {
+		scalars(d.n().YNode(), func(v string) {
 			if j, ok := byName[v]; ok {
 				union(i, j)
 			}

@@ -2,7 +2,6 @@ package postrender
 
 import (
 	"bytes"
-	"fmt"
 
 	"sigs.k8s.io/kustomize/kyaml/resid"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -22,32 +21,46 @@ const (
 	Helm4FilenameAnnotation = "postrenderer.helm.sh/postrender-filename"
 )
 
-// document is one YAML document of the chart's output: its text as Helm wrote it, and its parse.
+// document is one YAML document of the chart's output: its text as Helm wrote it, and its parse, made when
+// first needed (kustomize parses every document anyway; the post-renderer reads few of them).
 type document struct {
 	text  []byte
 	node  *yaml.RNode
 	index int
 }
 
-func (d *document) kind() string { return d.node.GetKind() }
-func (d *document) name() string { return d.node.GetName() }
+// n returns the parsed document. A document kustomize cannot read either parses as an empty mapping here:
+// kustomize's own error then says what is wrong with it.
+func (d *document) n() *yaml.RNode {
+	if d.node == nil {
+		node, err := yaml.Parse(string(d.text))
+		if err != nil || node == nil || node.YNode().Kind != yaml.MappingNode {
+			node = yaml.NewMapRNode(nil)
+		}
+		d.node = node
+	}
+	return d.node
+}
+
+func (d *document) kind() string      { return d.n().GetKind() }
+func (d *document) name() string      { return d.n().GetName() }
+func (d *document) namespace() string { return d.n().GetNamespace() }
 
 func (d *document) gvk() resid.Gvk {
-	g, v := resid.ParseGroupVersion(d.node.GetApiVersion())
+	g, v := resid.ParseGroupVersion(d.n().GetApiVersion())
 	return resid.NewGvk(g, v, d.kind())
 }
 
 func (d *document) id() resid.ResId {
-	return resid.NewResIdWithNamespace(d.gvk(), d.name(), d.node.GetNamespace())
+	return resid.NewResIdWithNamespace(d.gvk(), d.name(), d.namespace())
 }
 
-func (d *document) label(key string) string { return d.node.GetLabels()[key] }
+func (d *document) label(key string) string { return d.n().GetLabels()[key] }
 
-func (d *document) isHook() bool { return d.node.GetAnnotations()[HelmHookAnnotation] != "" }
+func (d *document) annotation(key string) string { return d.n().GetAnnotations()[key] }
 
 // splitDocuments splits a multi-document YAML stream at its `---` lines (a document marker cannot occur
-// inside a block scalar) and parses every document. Documents holding only comments are dropped, as kustomize
-// drops them.
+// inside a block scalar). Documents holding only comments are dropped, as kustomize drops them.
 func splitDocuments(in []byte) ([]*document, error) {
 	var docs []*document
 	start := 0
@@ -55,17 +68,7 @@ func splitDocuments(in []byte) ([]*document, error) {
 		if onlyComments(text) {
 			return nil
 		}
-		node, err := yaml.Parse(string(text))
-		if err != nil {
-			return fmt.Errorf("document %d of the chart's output is not YAML: %w", len(docs)+1, err)
-		}
-		if node == nil || node.IsNilOrEmpty() {
-			return nil
-		}
-		if node.YNode().Kind != yaml.MappingNode {
-			return fmt.Errorf("document %d of the chart's output is not a mapping", len(docs)+1)
-		}
-		docs = append(docs, &document{text: text, node: node, index: len(docs)})
+		docs = append(docs, &document{text: text, index: len(docs)})
 		return nil
 	}
 	for i := 0; i < len(in); {

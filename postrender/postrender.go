@@ -240,23 +240,42 @@ func (r *Renderer) Run(in *bytes.Buffer) (out *bytes.Buffer, err error) {
 	if in != nil {
 		data = in.Bytes()
 	}
-	docs, err := splitDocuments(data)
-	if err != nil {
-		return nil, err
-	}
-	if docs, err = r.applyTrust(docs); err != nil {
-		return nil, err
+	var docs []*document
+	split := func() ([]*document, error) {
+		var err error
+		if docs == nil {
+			docs, err = splitDocuments(data)
+		}
+		return docs, err
 	}
 	kustomizeMu.Lock()
 	defer kustomizeMu.Unlock()
-	resources, yamlOut, err := r.build(docs)
+	var resources []*resource.Resource
+	var yamlOut []byte
+	if r.trust == TrustKeep && !r.mayChunk(data) {
+		// The common case: kustomize reads Helm's stream as it is.
+		resources, yamlOut, err = r.buildOnce(data, split)
+	} else {
+		if _, err := split(); err != nil {
+			return nil, err
+		}
+		if docs, err = r.applyTrust(docs); err != nil {
+			return nil, err
+		}
+		resources, yamlOut, err = r.build(docs)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := r.checkPatches(docs, resources); err != nil {
+	if err := r.checkPatches(split, resources); err != nil {
 		return nil, err
 	}
 	return bytes.NewBuffer(yamlOut), nil
+}
+
+// mayChunk reports whether the input may be large enough to build in parts: it counts document markers.
+func (r *Renderer) mayChunk(data []byte) bool {
+	return r.chunkable && r.chunkSize >= 0 && bytes.Count(data, []byte("\n---")) > 2*r.chunkSize
 }
 
 func krustyOptions() *krusty.Options {
@@ -269,8 +288,7 @@ func krustyOptions() *krusty.Options {
 }
 
 // buildOnce runs kustomize once over the whole input.
-func (r *Renderer) buildOnce(docs []*document) ([]*resource.Resource, []byte, error) {
-	input := joinDocuments(docs)
+func (r *Renderer) buildOnce(input []byte, docs func() ([]*document, error)) ([]*resource.Resource, []byte, error) {
 	fs, err := r.fs.withFile(r.chartFile, input)
 	if err != nil {
 		return nil, nil, err
@@ -287,7 +305,7 @@ func (r *Renderer) buildOnce(docs []*document) ([]*resource.Resource, []byte, er
 }
 
 // explain turns kustomize's error about an untargeted strategic-merge patch into one that names the patch.
-func (r *Renderer) explain(err error, docs []*document) error {
+func (r *Renderer) explain(err error, split func() ([]*document, error)) error {
 	msg := err.Error()
 	if strings.Contains(msg, "no resource matches strategic merge patch") {
 		for _, p := range r.patches {
@@ -296,9 +314,10 @@ func (r *Renderer) explain(err error, docs []*document) error {
 					continue
 				}
 				hint := ""
+				docs, _ := split()
 				for _, d := range docs {
-					if d.kind() == id.Kind && d.name() == id.Name && d.node.GetNamespace() != id.Namespace {
-						hint = fmt.Sprintf(": the chart's %s %s is in namespace %q; set metadata.namespace: %s in the patch, or give it a target", id.Kind, id.Name, d.node.GetNamespace(), d.node.GetNamespace())
+					if d.kind() == id.Kind && d.name() == id.Name && d.namespace() != id.Namespace {
+						hint = fmt.Sprintf(": the chart's %s %s is in namespace %q; set metadata.namespace: %s in the patch, or give it a target", id.Kind, id.Name, d.namespace(), d.namespace())
 						break
 					}
 				}
@@ -314,11 +333,11 @@ func (r *Renderer) explain(err error, docs []*document) error {
 // counts as matched when its target selects an object of the input or of the output (a patch may delete its
 // object, or select labels another component adds). A stream of Helm 4 hooks alone is exempt: Helm's
 // "separate" strategy post-renders hooks apart from the templates the patches are for.
-func (r *Renderer) checkPatches(docs []*document, out []*resource.Resource) error {
-	if len(docs) > 0 {
+func (r *Renderer) checkPatches(docs func() ([]*document, error), out []*resource.Resource) error {
+	if len(out) > 0 {
 		hooksOnly := true
-		for _, d := range docs {
-			hooksOnly = hooksOnly && d.isHook()
+		for _, res := range out {
+			hooksOnly = hooksOnly && res.GetAnnotations()[HelmHookAnnotation] != ""
 		}
 		if hooksOnly {
 			return nil

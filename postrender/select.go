@@ -7,10 +7,10 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 )
 
-// selectsAny reports whether the selector picks any input document or output object, with the rules of
+// selectsAny reports whether the selector picks any output object or input document, with the rules of
 // kustomize's ResMap.Select: namespace and name match the original or the current id, then the GVK, the label
-// selector and the annotation selector.
-func selectsAny(sel types.Selector, docs []*document, out []*resource.Resource) (bool, error) {
+// selector and the annotation selector. The input is read only when no output object matches.
+func selectsAny(sel types.Selector, docs func() ([]*document, error), out []*resource.Resource) (bool, error) {
 	sr, err := types.NewSelectorRegex(&sel)
 	if err != nil {
 		return false, err
@@ -30,14 +30,18 @@ func selectsAny(sel types.Selector, docs []*document, out []*resource.Resource) 
 		}
 		return node.MatchesAnnotationSelector(sel.AnnotationSelector)
 	}
-	for _, d := range docs {
-		id := d.id()
-		if ok, err := match(id, id, id.Gvk, d.node); err != nil || ok {
+	for _, res := range out {
+		if ok, err := match(res.OrgId(), res.CurId(), res.GetGvk(), &res.RNode); err != nil || ok {
 			return ok, err
 		}
 	}
-	for _, res := range out {
-		if ok, err := match(res.OrgId(), res.CurId(), res.GetGvk(), &res.RNode); err != nil || ok {
+	in, err := docs()
+	if err != nil {
+		return false, err
+	}
+	for _, d := range in {
+		id := d.id()
+		if ok, err := match(id, id, id.Gvk, d.n()); err != nil || ok {
 			return ok, err
 		}
 	}

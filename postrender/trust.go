@@ -1,6 +1,7 @@
 package postrender
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -29,14 +30,14 @@ func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
 	case TrustOff:
 		kept := docs[:0:0]
 		for _, d := range docs {
-			if d.label(ComponentLabel) != TrustAgentComponent {
+			if !bytes.Contains(d.text, []byte(TrustAgentComponent)) || d.label(ComponentLabel) != TrustAgentComponent {
 				kept = append(kept, d)
 			}
 		}
 		return kept, nil
 	case TrustOn:
 		for _, d := range docs {
-			if d.label(ComponentLabel) == TrustAgentComponent {
+			if bytes.Contains(d.text, []byte(TrustAgentComponent)) && d.label(ComponentLabel) == TrustAgentComponent {
 				return docs, nil // rendered with trust distribution already
 			}
 		}
@@ -56,10 +57,10 @@ func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
 			// Helm 4 files every document by this annotation; without it Helm names them generated-by-postrender-N.
 			for _, d := range added {
 				if src := sourceComment(d.text); src != "" {
-					if err := d.node.PipeE(yaml.SetAnnotation(Helm4FilenameAnnotation, src)); err != nil {
+					if err := d.n().PipeE(yaml.SetAnnotation(Helm4FilenameAnnotation, src)); err != nil {
 						return nil, err
 					}
-					text, err := d.node.String()
+					text, err := d.n().String()
 					if err != nil {
 						return nil, err
 					}
@@ -72,7 +73,7 @@ func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
 			kept := added[:0:0]
 			var dropped []string
 			for _, d := range added {
-				if d.isHook() {
+				if d.annotation(HelmHookAnnotation) != "" {
 					dropped = append(dropped, d.kind()+"/"+d.name())
 					continue
 				}
@@ -106,7 +107,7 @@ func sourceComment(text []byte) string {
 // helm4Stream reports whether Helm 4 produced the stream: it annotates every document with its file name.
 func helm4Stream(docs []*document) bool {
 	for _, d := range docs {
-		if d.node.GetAnnotations()[Helm4FilenameAnnotation] != "" {
+		if bytes.Contains(d.text, []byte(Helm4FilenameAnnotation)) && d.annotation(Helm4FilenameAnnotation) != "" {
 			return true
 		}
 	}
@@ -165,22 +166,22 @@ func findTrustParams(docs []*document) (TrustParams, error) {
 		return p, ErrNoRegistryService
 	}
 	p.Fullname = svc.name()
-	p.Namespace = svc.node.GetNamespace()
+	p.Namespace = svc.namespace()
 	if p.Namespace == "" {
 		p.Namespace = "default"
 	}
 	p.Release = svc.label("app.kubernetes.io/instance")
-	ip, err := svc.node.Pipe(yaml.Lookup("spec", "clusterIP"))
+	ip, err := svc.n().Pipe(yaml.Lookup("spec", "clusterIP"))
 	if err != nil || ip == nil || yaml.GetValue(ip) == "" {
 		return p, fmt.Errorf("service %s has no spec.clusterIP: trust distribution needs the fixed clusterIP", p.Fullname)
 	}
 	p.ClusterIP = yaml.GetValue(ip)
 	p.TLSSecret = p.Fullname + "-tls"
 	if deploy != nil {
-		if v, _ := deploy.node.Pipe(yaml.Lookup("spec", "template", "spec", "volumes", "[name=tls]", "secret", "secretName")); v != nil {
+		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "volumes", "[name=tls]", "secret", "secretName")); v != nil {
 			p.TLSSecret = yaml.GetValue(v)
 		}
-		if v, _ := deploy.node.Pipe(yaml.Lookup("spec", "template", "spec", "initContainers", "[name=credential-helper]", "image")); v != nil {
+		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "initContainers", "[name=credential-helper]", "image")); v != nil {
 			p.HooksImage = yaml.GetValue(v)
 		}
 	}
