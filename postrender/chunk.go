@@ -24,8 +24,8 @@ import (
 // except for what crosses objects:
 //   - name references (a RoleBinding's subject, a webhook's Service): objects whose scalar values hold
 //     another object's name stay in the same part (a union-find over names, an over-approximation);
-//   - untargeted strategic-merge patches, which fail when their object is absent: the objects they name (and
-//     their group) go into every part, and are kept from the first part only;
+//   - untargeted strategic-merge patches and replicas entries, which fail when their object is absent: the
+//     objects they name (and their group) go into every part, and are kept from the first part only;
 //   - duplicate ids, which kustomize rejects: detected over all parts, then the whole input is built once for
 //     kustomize's own error;
 //   - the output order: kustomize's legacy order is a total order on ids (GVK rank, then the id string), so
@@ -39,6 +39,7 @@ const DefaultChunkSize = 50
 // build runs kustomize over the documents, in parts when that gives the same result.
 func (r *Renderer) build(docs []*document) ([]*resource.Resource, []byte, error) {
 	whole := func() ([]*resource.Resource, []byte, error) {
+		r.lastParts = 1
 		return r.buildOnce(joinDocuments(docs), func() ([]*document, error) { return docs, nil })
 	}
 	if !r.chunkable || r.chunkSize < 0 || len(docs) <= 2*r.chunkSize {
@@ -76,6 +77,7 @@ func (r *Renderer) build(docs []*document) ([]*resource.Resource, []byte, error)
 	if err := r.sortLegacy(all); err != nil {
 		return nil, nil, err
 	}
+	r.lastParts = len(parts)
 	var b bytes.Buffer
 	for i, res := range all {
 		y, err := res.AsYAML()
@@ -134,12 +136,18 @@ func (r *Renderer) partition(docs []*document) ([][]*document, map[string]bool) 
 		})
 	}
 	pinnedRoot := map[int]bool{}
+	pin := func(name string) {
+		if j, ok := byName[name]; ok {
+			pinnedRoot[find(j)] = true
+		}
+	}
 	for _, p := range r.patches {
 		for _, id := range p.ids {
-			if j, ok := byName[id.Name]; ok {
-				pinnedRoot[find(j)] = true
-			}
+			pin(id.Name)
 		}
+	}
+	for _, name := range r.pinned {
+		pin(name)
 	}
 	groups := map[int][]*document{}
 	var roots []int

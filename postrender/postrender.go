@@ -92,6 +92,10 @@ type Renderer struct {
 	trust       Trust
 	chunkSize   int
 	warn        io.Writer
+	// pinned names objects that must be in every part: the replicas transformer fails on a name it does not find.
+	pinned []string
+	// lastParts is the number of parts the last Run built (tests read it).
+	lastParts int
 }
 
 // kustomizeMu serialises kustomize runs: krusty and kyaml's OpenAPI schema hold global state.
@@ -163,6 +167,9 @@ func New(o Options) (*Renderer, error) {
 	err := walkTree(r.fs, r.root, func(kf *kustFile, _ bool) error {
 		if kf.dir == r.root {
 			r.sortOptions = kf.k.SortOptions
+		}
+		for _, rep := range kf.k.Replicas {
+			r.pinned = append(r.pinned, rep.Name)
 		}
 		ps, err := patchesOf(r.fs, kf, rename)
 		r.patches = append(r.patches, ps...)
@@ -254,6 +261,7 @@ func (r *Renderer) Run(in *bytes.Buffer) (out *bytes.Buffer, err error) {
 	var yamlOut []byte
 	if r.trust == TrustKeep && !r.mayChunk(data) {
 		// The common case: kustomize reads Helm's stream as it is.
+		r.lastParts = 1
 		resources, yamlOut, err = r.buildOnce(data, split)
 	} else {
 		if _, err := split(); err != nil {

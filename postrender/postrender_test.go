@@ -363,17 +363,41 @@ func bareKrusty(t testing.TB, kustomization, input string) string {
 	return string(y)
 }
 
-// TestPartsMatchWholeBuild proves that building a large input in parts gives kustomize's output byte for byte.
+// TestPartsMatchWholeBuild proves that building a large input in parts gives kustomize's output byte for byte,
+// and that overlays which cannot be built in parts give it too.
 func TestPartsMatchWholeBuild(t *testing.T) {
 	t.Parallel()
-	input := synthetic(150)
-	want := bareKrusty(t, syntheticKustomization, input)
-	for _, size := range []int{-1, 7, 50} {
-		fs := memFS(t, map[string]string{"/o/kustomization.yaml": syntheticKustomization})
-		got, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: size}, input)
-		require.NoError(t, err)
-		require.Equal(t, want, got, "chunk size %d", size)
+	cases := []struct{ name, kustomization string }{
+		{"namespace, labels and patches of every kind are built in parts", syntheticKustomization},
+		{"images, replicas and annotations are built in parts", "resources: [helm-output.yaml]\nimages: [{name: nginx, newTag: '2.0'}]\n" +
+			"replicas: [{name: app-3, count: 5}]\ncommonAnnotations: {a: b}\nlabels: [{pairs: {x: z}, includeSelectors: true}]\n"},
+		{"a legacy sort order of the kustomization's own is kept", syntheticKustomization +
+			"sortOptions: {order: legacy, legacySortOptions: {orderFirst: [Service, RoleBinding], orderLast: [Deployment]}}\n"},
+		{"a name prefix, which renames referenced objects, builds the whole input at once", syntheticKustomization + "namePrefix: site-\n"},
+		{"FIFO order builds the whole input at once", syntheticKustomization + "sortOptions: {order: fifo}\n"},
 	}
+	input := synthetic(60)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			want := bareKrusty(t, tc.kustomization, input)
+			for _, size := range []int{7, 50} {
+				fs := memFS(t, map[string]string{"/o/kustomization.yaml": tc.kustomization})
+				got, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: size}, input)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "chunk size %d", size)
+			}
+		})
+	}
+}
+
+// TestPartsKeepKustomizeErrors: a duplicate object fails as kustomize fails, however the input is split.
+func TestPartsKeepKustomizeErrors(t *testing.T) {
+	t.Parallel()
+	input := synthetic(60) + synthetic(1)
+	fs := memFS(t, map[string]string{"/o/kustomization.yaml": syntheticKustomization})
+	_, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: 7}, input)
+	require.ErrorContains(t, err, "may not add resource with an already registered id: Deployment.v1.apps/app-0.[noNs]")
 }
 
 func resIDKind(kind string) resid.ResId { return resid.ResId{Gvk: resid.Gvk{Kind: kind}} }
