@@ -214,7 +214,7 @@ func TestProtectedSettingsJSONFiles(t *testing.T) {
 		require.True(t, ok)
 		require.Contains(t, res.Notes, "TLS source:         byoc")
 	})
-	t.Run("Secret protected settings with --set cert-manager.enabled=false mount the existing Secret", func(t *testing.T) {
+	t.Run("Secret protected settings with --set cert-manager.enabled=false serve the existing Secret", func(t *testing.T) {
 		t.Parallel()
 		res, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{secret}, Set: []string{"cert-manager.enabled=false", "cert-manager.install=false", "service.clusterIP=" + testClusterIP}})
 		require.NoError(t, err)
@@ -222,7 +222,7 @@ func TestProtectedSettingsJSONFiles(t *testing.T) {
 		require.False(t, ok, "no certificate Secret of our own")
 		d, ok := res.Find("Deployment", "cr-connected-registry")
 		require.True(t, ok)
-		require.Contains(t, d.YAML, "secretName: k8secret")
+		require.Contains(t, d.YAML, "- --secret=k8secret", "the tls-reloader feeds the registry from the existing Secret")
 	})
 }
 

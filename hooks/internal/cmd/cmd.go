@@ -43,7 +43,7 @@ type command struct {
 	new     func(s Streams) Options
 }
 
-// commands lists the subcommands. A later issue adds trust-agent.
+// commands lists the subcommands.
 func commands() []command {
 	return []command{
 		{
@@ -55,6 +55,26 @@ func commands() []command {
 			name:    "certgen",
 			summary: "generate the registry's CA and serving certificate into kubernetes.io/tls Secrets, keeping what is still right",
 			new:     func(s Streams) Options { return &CertgenOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
+		{
+			name:    "trust-agent",
+			summary: "keep the node's containerd certs.d entry for the registry equal to the mounted CA, and report whether containerd uses it",
+			new:     func(s Streams) Options { return &TrustAgentOptions{LogOut: s.Err} },
+		},
+		{
+			name:    "tls-reloader",
+			summary: "next to the registry: publish its CA to the trust bundle, and restart it on a renewed certificate once the nodes trust its CA",
+			new:     func(s Streams) Options { return &TLSReloaderOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
+		{
+			name:    "trust-remove",
+			summary: "remove the certs.d entry the trust agent wrote on this node, and nothing else",
+			new:     func(Streams) Options { return &TrustRemoveOptions{} },
+		},
+		{
+			name:    "cleanup",
+			summary: "post-delete: remove the trust entry from every node and the Secrets Helm does not own",
+			new:     func(s Streams) Options { return &CleanupOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
 		},
 		{
 			name:    "install-credential-helper",

@@ -61,6 +61,20 @@ func (k *KubeOptions) addFlags(fs *FlagSet, component string) {
 
 // complete fills in the namespace, the logger, the clock and the client.
 func (k *KubeOptions) complete(userAgent string) error {
+	if err := k.completeLogger(); err != nil {
+		return err
+	}
+	if k.Timeout <= 0 {
+		return usageErrorf("--timeout %s must be positive", k.Timeout)
+	}
+	if k.Clock == nil {
+		k.Clock = realClock{}
+	}
+	return k.completeClient(userAgent)
+}
+
+// completeLogger builds the logger from LogLevel and LogOut.
+func (k *KubeOptions) completeLogger() error {
 	var level slog.Level
 	switch strings.ToLower(k.LogLevel) {
 	case "error":
@@ -78,12 +92,11 @@ func (k *KubeOptions) complete(userAgent string) error {
 		k.LogOut = io.Discard
 	}
 	k.log = slog.New(slog.NewTextHandler(k.LogOut, &slog.HandlerOptions{Level: level}))
-	if k.Timeout <= 0 {
-		return usageErrorf("--timeout %s must be positive", k.Timeout)
-	}
-	if k.Clock == nil {
-		k.Clock = realClock{}
-	}
+	return nil
+}
+
+// completeClient fills in the namespace and the client.
+func (k *KubeOptions) completeClient(userAgent string) error {
 	if k.Namespace == "" {
 		b, err := os.ReadFile(serviceAccountNamespace)
 		if err != nil {

@@ -36,6 +36,16 @@ type Site struct {
 // credentials in a Secret, and a statically provisioned volume. With ownTrust, the node is made to trust the CA
 // the way a cluster-provided trust would, and the chart's node agent is turned off.
 func (e *Env) PrepareBYOCSite(ctx context.Context, ns, release string, ownTrust bool) (*Site, error) {
+	return e.prepareSite(ctx, ns, release, ownTrust, true)
+}
+
+// PrepareGeneratedSite prepares a namespace like PrepareBYOCSite, for an install whose certificates the chart's
+// certgen hook generates (no tls.* values, cert-manager off), with the chart's trust distribution on.
+func (e *Env) PrepareGeneratedSite(ctx context.Context, ns, release string) (*Site, error) {
+	return e.prepareSite(ctx, ns, release, false, false)
+}
+
+func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust, byoc bool) (*Site, error) {
 	s := &Site{Namespace: ns, Release: release}
 	var undo []func()
 	s.Cleanup = func() {
@@ -47,7 +57,7 @@ func (e *Env) PrepareBYOCSite(ctx context.Context, ns, release string, ownTrust 
 	if err := e.EnsureStorageClass(ctx); err != nil {
 		return fail(err)
 	}
-	if ownTrust {
+	if ownTrust && byoc {
 		untrust, err := e.TrustOnNode(RegistryHost, e.CA.CertPEM)
 		if err != nil {
 			return fail(err)
@@ -78,14 +88,16 @@ func (e *Env) PrepareBYOCSite(ctx context.Context, ns, release string, ownTrust 
 	}
 	b64 := base64.StdEncoding.EncodeToString
 	values := map[string]any{
-		"tls.crt": b64(certPEM), "tls.key": b64(keyPEM), "tls.cacrt": b64(e.CA.CertPEM),
 		"cert-manager.enabled": false, "cert-manager": map[string]any{"install": false},
 		"service.clusterIP": ClusterIP,
-		"trustDistribution": map[string]any{"enabled": !ownTrust},
+		"trustDistribution": map[string]any{"enabled": !ownTrust, "containerdConfig": ContainerdConfig},
 		"pvc":               map[string]any{"storageClassName": StorageClass, "storageRequest": "1Gi"},
 		"registry": map[string]any{"parent": map[string]any{
 			"url": "https://" + e.Parent.Host, "credentialsSecret": "parent-credentials", "caBundle": string(e.CA.CertPEM),
 		}},
+	}
+	if byoc {
+		values["tls.crt"], values["tls.key"], values["tls.cacrt"] = b64(certPEM), b64(keyPEM), b64(e.CA.CertPEM)
 	}
 	data, err := json.Marshal(values)
 	if err != nil {
