@@ -34,6 +34,12 @@ func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
 				kept = append(kept, d)
 			}
 		}
+		// The registry's tls-reloader waits for the agents' acknowledgement of a new CA: without agents it must
+		// not name their DaemonSet, as a chart rendered with trust distribution off does not; likewise the
+		// pre-install checks (a hook: Helm 4 only).
+		if err := setTrustArgs(kept, ""); err != nil {
+			return nil, err
+		}
 		return kept, nil
 	case TrustOn:
 		for _, d := range docs {
@@ -89,9 +95,111 @@ func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
 		for i, d := range out {
 			d.index = i
 		}
+		for _, d := range added {
+			if d.kind() == "DaemonSet" {
+				if err := setTrustArgs(docs, d.name()); err != nil {
+					return nil, err
+				}
+			}
+		}
 		return out, nil
 	}
 	return docs, nil
+}
+
+// Arguments the chart renders from trustDistribution.enabled outside the trust agent's own objects.
+const (
+	// The registry pod's tls-reloader names the agents' DaemonSet, whose acknowledgement of a new CA it awaits.
+	reloaderContainer = "tls-reloader"
+	reloaderDaemonSet = "--daemonset="
+	reloaderAfter     = "--bundle-configmap="
+	// The pre-install checks look for nodes the agent will run on.
+	preflightContainer = "preflight"
+	preflightTrust     = "--trust-distribution="
+)
+
+// setTrustArgs makes the registry Deployment's tls-reloader and the preflight Job say what a chart rendered
+// with trust distribution on (daemonSet set) or off (daemonSet empty) says.
+func setTrustArgs(docs []*document, daemonSet string) error {
+	for _, d := range docs {
+		if d.label(PartOfLabel) != "connected-registry" {
+			continue
+		}
+		var err error
+		switch {
+		case d.kind() == "Deployment" && d.label(ComponentLabel) == "registry":
+			err = editArgs(d, reloaderContainer, func(args []*yaml.Node) []*yaml.Node {
+				var kept []*yaml.Node
+				after := -1
+				for _, a := range args {
+					if strings.HasPrefix(a.Value, reloaderDaemonSet) {
+						continue
+					}
+					if strings.HasPrefix(a.Value, reloaderAfter) {
+						after = len(kept)
+					}
+					kept = append(kept, a)
+				}
+				if daemonSet == "" {
+					return kept
+				}
+				at := len(kept)
+				if after >= 0 {
+					at = after + 1
+				}
+				arg := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: reloaderDaemonSet + daemonSet}
+				return append(kept[:at], append([]*yaml.Node{arg}, kept[at:]...)...)
+			})
+		case d.kind() == "Job" && d.label(ComponentLabel) == "preflight":
+			err = editArgs(d, preflightContainer, func(args []*yaml.Node) []*yaml.Node {
+				for _, a := range args {
+					if strings.HasPrefix(a.Value, preflightTrust) {
+						a.Value = fmt.Sprintf("%s%t", preflightTrust, daemonSet != "")
+					}
+				}
+				return args
+			})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// editArgs rewrites the args of the named container (or init container) of a workload document.
+func editArgs(d *document, container string, edit func([]*yaml.Node) []*yaml.Node) error {
+	changed := false
+	for _, list := range []string{"initContainers", "containers"} {
+		c, err := d.n().Pipe(yaml.Lookup("spec", "template", "spec", list, "[name="+container+"]"))
+		if err != nil || c == nil {
+			continue
+		}
+		args, err := c.Pipe(yaml.Lookup("args"))
+		if err != nil || args == nil || args.YNode().Kind != yaml.SequenceNode {
+			continue
+		}
+		before := strings.Join(values(args.YNode().Content), "\x00")
+		args.YNode().Content = edit(args.YNode().Content)
+		changed = changed || before != strings.Join(values(args.YNode().Content), "\x00")
+	}
+	if !changed {
+		return nil
+	}
+	text, err := d.n().String()
+	if err != nil {
+		return err
+	}
+	d.text = []byte(text)
+	return nil
+}
+
+func values(nodes []*yaml.Node) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Value
+	}
+	return out
 }
 
 // sourceComment returns the template named by a document's `# Source:` comment.

@@ -151,8 +151,8 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// TestTrustOffMatchesComponent: the --trust-distribution=off switch and the trust-distribution/off component
-// give the same output.
+// TestTrustOffMatchesComponent: the trust-distribution/off component removes the objects the
+// --trust-distribution=off switch removes; the switch also changes the arguments that name the agents.
 func TestTrustOffMatchesComponent(t *testing.T) {
 	t.Parallel()
 	for _, cli := range helmCLIs {
@@ -162,8 +162,20 @@ func TestTrustOffMatchesComponent(t *testing.T) {
 			require.NoError(t, err, all)
 			b, all, err := template(t, cli, "default", "--component=kustomize/components/trust-distribution/off")
 			require.NoError(t, err, all)
+			require.NotContains(t, a, "--daemonset=")
+			line := "        - --daemonset=cr-connected-registry-trust-agent\n"
+			require.Contains(t, b, line)
+			b = strings.Replace(b, line, "", 1)
+			if cli == "helm4" { // Helm 4 post-renders the preflight hook too
+				b = strings.Replace(b, "--trust-distribution=true", "--trust-distribution=false", 1)
+			}
 			require.Equal(t, a, b)
-			require.NotContains(t, a, "app.kubernetes.io/component: trust-agent")
+			require.NotContains(t, a, "kind: DaemonSet")
+			if cli == "helm4" {
+				require.NotContains(t, a, "app.kubernetes.io/component: trust-agent")
+			} else {
+				require.Contains(t, a, "helm.sh/hook: post-delete", "Helm 3 never post-renders hooks: the agent's cleanup stays")
+			}
 		})
 	}
 }
