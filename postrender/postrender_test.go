@@ -401,3 +401,12 @@ func TestPartsKeepKustomizeErrors(t *testing.T) {
 }
 
 func resIDKind(kind string) resid.ResId { return resid.ResId{Gvk: resid.Gvk{Kind: kind}} }
+
+// TestPanicsBecomeErrors: a panic inside the build (here: a Renderer not made by New) comes back as an error.
+func TestPanicsBecomeErrors(t *testing.T) {
+	t.Parallel()
+	var r postrender.Renderer
+	_, err := r.Run(bytes.NewBufferString(chartOutput))
+	require.ErrorIs(t, err, postrender.ErrKustomize)
+	require.ErrorContains(t, err, "panicked")
+}

@@ -23,7 +23,7 @@ func TestQuick(t *testing.T) {
 	}
 	chart, err := ChartInput()
 	require.NoError(t, err)
-	for _, in := range []Input{chart, Synthetic(300)} {
+	for _, in := range []Input{chart, Synthetic(150)} {
 		row, err := o.Measure(in)
 		require.NoError(t, err)
 		require.True(t, row.Identical, "%s: the post-renderer's output differs from kustomize's", in.Name)
