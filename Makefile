@@ -49,6 +49,7 @@ unit: tools postrender
 
 ## e2e: end-to-end tests on the real single-node cluster of tests/cluster (needs root; brings it up or reuses it)
 e2e: tools
+	bash ci/e2e-deps.sh
 	E2E=1 go test -count=1 -timeout 60m -v ./tests/e2e/...
 
 cluster-up:

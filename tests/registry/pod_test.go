@@ -140,20 +140,43 @@ func (p *pod) prepare(t *testing.T) {
 			writeVolume(t, dir, data, src)
 		case vm["secret"] != nil:
 			src := mapAt(t, vm, "secret")
-			secretName := src["secretName"].(string)
-			data, ok := p.external[secretName]
-			if doc, rendered := p.res.Find("Secret", secretName); rendered {
-				data = secretData(t, doc.Object)
-				ok = true
-			}
-			if !ok {
-				t.Fatalf("volume %s uses Secret %q, which the chart does not render and the test does not create", name, secretName)
-			}
-			writeVolume(t, dir, data, src)
+			writeVolume(t, dir, p.secretOf(t, src["secretName"].(string)), src)
+		case isServiceAccountToken(vm):
+			// No API server here: only the tls-reloader mounts the token, and standInForTLSReloader replaces it.
+			must(t, os.RemoveAll(dir))
+			must(t, os.MkdirAll(dir, 0o755))
 		default:
 			t.Fatalf("volume %s has a type this test does not emulate: %v", name, vm)
 		}
 	}
+}
+
+// isServiceAccountToken tells whether a volume is a projected API token (a serviceAccountToken source, with the
+// cluster's CA and the namespace beside it).
+func isServiceAccountToken(vm map[string]any) bool {
+	proj, ok := vm["projected"].(map[string]any)
+	if !ok {
+		return false
+	}
+	for _, src := range sliceAt(proj, "sources") {
+		if sm, _ := src.(map[string]any); sm["serviceAccountToken"] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// secretOf returns the keys of a Secret the chart renders or the test creates.
+func (p *pod) secretOf(t *testing.T, name string) map[string]string {
+	t.Helper()
+	if doc, rendered := p.res.Find("Secret", name); rendered {
+		return secretData(t, doc.Object)
+	}
+	data, ok := p.external[name]
+	if !ok {
+		t.Fatalf("Secret %q is neither rendered by the chart nor created by the test", name)
+	}
+	return data
 }
 
 // writeVolume writes a ConfigMap's or Secret's keys as files, honouring items.
@@ -288,6 +311,10 @@ func (p *pod) runInitContainers(t *testing.T) {
 		mounts := p.mounts(t, cm)
 		env, _ := p.env(t, cm, mounts)
 		args := remapArgs(mounts, stringSlice(cm["args"]))
+		if len(args) > 0 && args[0] == "tls-reloader" && cm["restartPolicy"] == "Always" {
+			p.standInForTLSReloader(t, cm["name"].(string), args)
+			continue
+		}
 		cmd := exec.Command(p.hooks, args...)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 		out, err := cmd.CombinedOutput()
@@ -296,6 +323,32 @@ func (p *pod) runInitContainers(t *testing.T) {
 		}
 		t.Logf("init container %s: %s", cm["name"], strings.TrimSpace(string(out)))
 	}
+}
+
+// standInForTLSReloader does what the tls-reloader sidecar does before the registry starts, which needs the API
+// server this test has not: it writes the --secret's tls.key and tls.crt, as they are, into --tls-dir. The
+// reloader itself is tested by its unit tests and end to end.
+func (p *pod) standInForTLSReloader(t *testing.T, name string, args []string) {
+	t.Helper()
+	var secret, dir string
+	for _, a := range args[1:] {
+		if v, ok := strings.CutPrefix(a, "--secret="); ok {
+			secret = v
+		}
+		if v, ok := strings.CutPrefix(a, "--tls-dir="); ok {
+			dir = v
+		}
+	}
+	if secret == "" || dir == "" || !filepath.IsAbs(dir) {
+		t.Fatalf("sidecar %s runs tls-reloader without --secret or a --tls-dir on a volume: %q", name, args)
+	}
+	data := p.secretOf(t, secret)
+	if data["tls.crt"] == "" || data["tls.key"] == "" {
+		t.Fatalf("Secret %s, which sidecar %s serves, lacks tls.crt or tls.key", secret, name)
+	}
+	writeFile(t, filepath.Join(dir, "tls.key"), []byte(data["tls.key"]), 0o600)
+	writeFile(t, filepath.Join(dir, "tls.crt"), []byte(data["tls.crt"]), 0o644)
+	t.Logf("sidecar %s (tls-reloader, needs the API server) stood in for: wrote Secret %s's tls.crt and tls.key into %s", name, secret, dir)
 }
 
 // start runs the pod: volumes, init containers, then the registry container. Calling it again after stop

@@ -22,15 +22,29 @@ import (
 	"github.com/connected-registry/connected-registry/internal/chartrender"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if hooksBin != "" {
+		os.RemoveAll(filepath.Dir(hooksBin))
+	}
+	os.Exit(code)
+}
+
 // registryBinary finds Distribution v3.1.2's registry binary, which ci/tools.sh builds.
 func registryBinary(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("REGISTRY_BIN")
+	return toolBinary(t, "registry", "REGISTRY_BIN", "the Distribution registry binary")
+}
+
+// toolBinary finds the binary ci/tools.sh builds as bin/name, or the one the environment variable env names.
+func toolBinary(t *testing.T, name, env, what string) string {
+	t.Helper()
+	bin := os.Getenv(env)
 	if bin == "" {
-		bin = filepath.Join(chartrender.RepoRoot(), "bin", "registry")
+		bin = filepath.Join(chartrender.RepoRoot(), "bin", name)
 	}
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		t.Fatalf("the Distribution registry binary %s is missing: run ci/tools.sh registry (or set REGISTRY_BIN)", bin)
+		t.Fatalf("%s %s is missing: run ci/tools.sh %s (or set %s)", what, bin, name, env)
 	}
 	return bin
 }

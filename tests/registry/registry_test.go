@@ -3,7 +3,7 @@
 // helper installed by the rendered init container, and a real parent registry (Distribution with htpasswd and
 // TLS), all on 127.0.0.1. A client that trusts only the test CA and speaks only HTTPS proves pull-through with
 // identical digests, refused pushes, the cache serving while the parent is down, and a restart while the
-// parent is down.
+// parent is down; TestConformance runs the OCI distribution-spec conformance suite against it.
 package registry_test
 
 import (
@@ -42,13 +42,14 @@ const (
 type parent struct {
 	proc *process
 	host string // 127.0.0.1:<port>
+	dir  string // its configuration and, under data/, its storage
 }
 
 func startParent(t *testing.T, registryBin string, ca *testCA, user, password string) *parent {
 	t.Helper()
-	p := &parent{host: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	p := &parent{host: "127.0.0.1:" + strconv.Itoa(freePort(t)), dir: t.TempDir()}
 	config, env, err := testenv.WriteParentConfig(testenv.ParentOptions{
-		Dir: t.TempDir(), Addr: p.host, CA: ca.CA, User: user, Password: password,
+		Dir: p.dir, Addr: p.host, CA: ca.CA, User: user, Password: password,
 	})
 	must(t, err)
 	// Run as our own process, not testenv.StartParent, to count what the parent serves from its access log.
@@ -67,44 +68,45 @@ type scenario struct {
 	values func(host string) (set []string, values map[string]any, external map[string]map[string]string)
 }
 
+// The ways of pointing the chart at the parent that the registry test runs; the conformance test uses the first.
+var (
+	byParentURL = scenario{
+		name:     "a parent given by registry.parent.url with a credentials Secret should be mirrored",
+		user:     "puller",
+		password: "parent-password-1",
+		values: func(host string) ([]string, map[string]any, map[string]map[string]string) {
+			return []string{
+					"registry.parent.url=https://" + host,
+					"registry.parent.credentialsSecret=parent-credentials",
+				}, map[string]any{
+					// A connection string for another parent: the override must win for the URL and the
+					// credentials.
+					"connectionString": "ConnectedRegistryName=cr;SyncTokenName=wrong-token;SyncTokenPassword=wrong-password;" +
+						"ParentGatewayEndpoint=unreachable.invalid;ParentEndpointProtocol=https",
+				}, map[string]map[string]string{
+					"parent-credentials": {"username": "puller", "password": "parent-password-1"},
+				}
+		},
+	}
+	byConnectionString = scenario{
+		name:     "a parent given by the connection string should be mirrored with its sync token",
+		user:     "cr-sync-token",
+		password: "Sync+Token/Password=2",
+		values: func(host string) ([]string, map[string]any, map[string]map[string]string) {
+			return nil, map[string]any{
+				"connectionString": "ConnectedRegistryName=cr;SyncTokenName=cr-sync-token;SyncTokenPassword=Sync+Token/Password=2;" +
+					"ParentGatewayEndpoint=" + host + ";ParentEndpointProtocol=https",
+			}, nil
+		},
+	}
+)
+
 func TestConnectedRegistry(t *testing.T) {
 	registryBin := registryBinary(t)
 	hooksBin := hooksBinary(t)
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(hooksBin)) })
 	ca := newTestCA(t)
 
-	scenarios := []scenario{
-		{
-			name:     "a parent given by registry.parent.url with a credentials Secret should be mirrored",
-			user:     "puller",
-			password: "parent-password-1",
-			values: func(host string) ([]string, map[string]any, map[string]map[string]string) {
-				return []string{
-						"registry.parent.url=https://" + host,
-						"registry.parent.credentialsSecret=parent-credentials",
-					}, map[string]any{
-						// A connection string for another parent: the override must win for the URL and the
-						// credentials.
-						"connectionString": "ConnectedRegistryName=cr;SyncTokenName=wrong-token;SyncTokenPassword=wrong-password;" +
-							"ParentGatewayEndpoint=unreachable.invalid;ParentEndpointProtocol=https",
-					}, map[string]map[string]string{
-						"parent-credentials": {"username": "puller", "password": "parent-password-1"},
-					}
-			},
-		},
-		{
-			name:     "a parent given by the connection string should be mirrored with its sync token",
-			user:     "cr-sync-token",
-			password: "Sync+Token/Password=2",
-			values: func(host string) ([]string, map[string]any, map[string]map[string]string) {
-				return nil, map[string]any{
-					"connectionString": "ConnectedRegistryName=cr;SyncTokenName=cr-sync-token;SyncTokenPassword=Sync+Token/Password=2;" +
-						"ParentGatewayEndpoint=" + host + ";ParentEndpointProtocol=https",
-				}, nil
-			},
-		},
-	}
-	for _, sc := range scenarios {
+	for _, sc := range []scenario{byParentURL, byConnectionString} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			runScenario(t, sc, registryBin, hooksBin, ca)
@@ -135,45 +137,8 @@ func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *te
 	must(t, remote.WriteIndex(parentRef, want.index, parentClient.opts...))
 	lap("starting and seeding the parent")
 
-	// The chart, rendered for this parent, and its pod run as processes.
-	certPEM, keyPEM := ca.issue(t, "cr-connected-registry", []net.IP{net.ParseIP(clusterIP)}, []string{
-		"cr-connected-registry", "cr-connected-registry.connected-registry", "cr-connected-registry.connected-registry.svc",
-		"cr-connected-registry.connected-registry.svc.cluster.local",
-	})
-	set, values, external := sc.values(par.host)
-	set = append([]string{
-		"service.clusterIP=" + clusterIP,
-		"cert-manager.enabled=false",
-		"cert-manager.install=false",
-	}, set...)
-	if values == nil {
-		values = map[string]any{}
-	}
-	// As the Azure extension's protected settings give them: flat keys, base64 of PEM.
-	values["tls.crt"] = base64.StdEncoding.EncodeToString(certPEM)
-	values["tls.key"] = base64.StdEncoding.EncodeToString(keyPEM)
-	values["tls.cacrt"] = base64.StdEncoding.EncodeToString(ca.CertPEM)
-	values["registry"] = map[string]any{"parent": map[string]any{"caBundle": string(ca.CertPEM)}}
-	res, err := chartrender.Render(chartrender.Options{Set: set, Values: values})
-	if err != nil {
-		t.Fatalf("rendering the chart: %v", err)
-	}
-	checkRenderedContract(t, res, "https://"+par.host)
-
-	pd := newPod(t, res, registryBin, hooksBin, external)
-	cr := pd.start(t)
+	pd, cr := startConnectedRegistry(t, sc, par.host, registryBin, hooksBin, ca)
 	crClientHTTP := &http.Client{Transport: ca.transport(), Timeout: 5 * time.Second}
-	ready := cr.waitReady(t, crClientHTTP, pd.readinessURL(t))
-	t.Logf("the connected registry runs the chart's %s with these container paths remapped: %s", configKey, pd.remappedKeys())
-	t.Logf("timing: the connected registry answered its readiness probe %s after start", ready.Round(time.Millisecond))
-	checkRunningConfig(t, pd)
-	startLog := cr.out.String()
-	if !strings.Contains(startLog, "Registry configured as a proxy cache to https://"+par.host) {
-		t.Fatalf("the connected registry does not say it proxies https://%s", par.host)
-	}
-	if strings.Contains(startLog, "TTL expiration scheduler") {
-		t.Fatalf("the connected registry started a TTL expiration scheduler: cached content would expire (proxy.ttl must be 0s)")
-	}
 	lap("rendering the chart and starting the connected registry")
 
 	crHost := "127.0.0.1:" + strconv.Itoa(pd.port)
@@ -228,7 +193,7 @@ func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *te
 	// d) A new pod (fresh emptyDirs, the same volume claim) starts while the parent is down and serves.
 	cr.stop(t)
 	restarted := pd.start(t)
-	ready = restarted.waitReady(t, crClientHTTP, pd.readinessURL(t))
+	ready := restarted.waitReady(t, crClientHTTP, pd.readinessURL(t))
 	t.Logf("timing: restarted with the parent down, the connected registry was ready %s after start", ready.Round(time.Millisecond))
 	if err := c.pull(byTag, want); err != nil {
 		t.Fatalf("after a restart with the parent down, pulling %s: %v", byTag, err)
@@ -241,6 +206,51 @@ func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *te
 		t.Fatalf("the cache holds a TTL scheduler state: proxy.ttl is not 0s, so cached content would expire")
 	}
 	t.Logf("timing: scenario total %s", time.Since(began).Round(time.Millisecond))
+}
+
+// startConnectedRegistry renders the chart for the parent at parentHost (127.0.0.1:<port>) the way sc points at
+// it, runs the registry pod as processes and waits for its readiness probe, checking the configuration it runs.
+func startConnectedRegistry(t *testing.T, sc scenario, parentHost, registryBin, hooksBin string, ca *testCA) (*pod, *process) {
+	t.Helper()
+	certPEM, keyPEM := ca.issue(t, "cr-connected-registry", []net.IP{net.ParseIP(clusterIP)}, []string{
+		"cr-connected-registry", "cr-connected-registry.connected-registry", "cr-connected-registry.connected-registry.svc",
+		"cr-connected-registry.connected-registry.svc.cluster.local",
+	})
+	set, values, external := sc.values(parentHost)
+	set = append([]string{
+		"service.clusterIP=" + clusterIP,
+		"cert-manager.enabled=false",
+		"cert-manager.install=false",
+	}, set...)
+	if values == nil {
+		values = map[string]any{}
+	}
+	// As the Azure extension's protected settings give them: flat keys, base64 of PEM.
+	values["tls.crt"] = base64.StdEncoding.EncodeToString(certPEM)
+	values["tls.key"] = base64.StdEncoding.EncodeToString(keyPEM)
+	values["tls.cacrt"] = base64.StdEncoding.EncodeToString(ca.CertPEM)
+	values["registry"] = map[string]any{"parent": map[string]any{"caBundle": string(ca.CertPEM)}}
+	res, err := chartrender.Render(chartrender.Options{Set: set, Values: values})
+	if err != nil {
+		t.Fatalf("rendering the chart: %v", err)
+	}
+	checkRenderedContract(t, res, "https://"+parentHost)
+
+	pd := newPod(t, res, registryBin, hooksBin, external)
+	cr := pd.start(t)
+	crClientHTTP := &http.Client{Transport: ca.transport(), Timeout: 5 * time.Second}
+	ready := cr.waitReady(t, crClientHTTP, pd.readinessURL(t))
+	t.Logf("the connected registry runs the chart's %s with these container paths remapped: %s", configKey, pd.remappedKeys())
+	t.Logf("timing: the connected registry answered its readiness probe %s after start", ready.Round(time.Millisecond))
+	checkRunningConfig(t, pd)
+	startLog := cr.out.String()
+	if !strings.Contains(startLog, "Registry configured as a proxy cache to https://"+parentHost) {
+		t.Fatalf("the connected registry does not say it proxies https://%s", parentHost)
+	}
+	if strings.Contains(startLog, "TTL expiration scheduler") {
+		t.Fatalf("the connected registry started a TTL expiration scheduler: cached content would expire (proxy.ttl must be 0s)")
+	}
+	return pd, cr
 }
 
 // checkRenderedContract checks what the test relies on in the rendered chart.

@@ -32,6 +32,19 @@ fix. Detailed checks of the material itself (certificates, the Secret, the servi
 {{- end }}
 {{- end }}
 
+{{- /* A cert-manager in the cluster that this release did not install clashes with install=true. Helm would stop
+at the first of its CRDs with an ownership error before any hook runs, so the render says it plainly. lookup is
+empty offline (helm template), where the preflight hook checks the same on a live cluster. */}}
+{{- if $cm.install }}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "certificates.cert-manager.io" }}
+{{- if $crd }}
+{{- $owner := (($crd.metadata).annotations | default dict) }}
+{{- if not (and (eq (get $owner "meta.helm.sh/release-name") .Release.Name) (eq (get $owner "meta.helm.sh/release-namespace") .Release.Namespace)) }}
+{{- fail (printf "cert-manager is already installed (the API cert-manager.io/v1 is served), and cert-manager.install=true would install it a second time: set cert-manager.install=false to use the one in the cluster (its CRD certificates.cert-manager.io belongs to %s)" (ternary (printf "release %s/%s" (get $owner "meta.helm.sh/release-namespace") (get $owner "meta.helm.sh/release-name")) "no Helm release" (hasKey $owner "meta.helm.sh/release-name"))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- /* cert-manager.install is a dependency condition: Helm reads only its nested form. */}}
 {{- if hasKey .Values "cert-manager.install" }}
 {{- if ne (toString (index .Values "cert-manager.install")) (toString (index .Values "cert-manager" | default dict).install) }}

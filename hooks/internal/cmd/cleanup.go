@@ -85,12 +85,15 @@ func parseLabels(items []string) (map[string]string, error) {
 
 // Run removes the node entries, then the Secrets, printing one line per node and per Secret.
 func (o *CleanupOptions) Run(ctx context.Context, out io.Writer) error {
-	ctx, cancel := o.withTimeout(ctx)
-	defer cancel()
 	var failed []string
 	if o.Nodes {
-		failed = append(failed, o.cleanNodes(ctx, out)...)
+		nctx, cancel := o.withTimeout(ctx)
+		failed = append(failed, o.cleanNodes(nctx, out)...)
+		cancel()
 	}
+	// The Secrets get their own time: a node that used up --timeout must not keep them.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	for _, name := range o.Secrets {
 		err := o.Client.CoreV1().Secrets(o.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 		switch {
@@ -158,7 +161,9 @@ func (o *CleanupOptions) createPod(ctx context.Context, pod *corev1.Pod) (*corev
 	err := wait.PollUntilContextTimeout(ctx, o.Poll, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		var err error
 		created, err = o.Client.CoreV1().Pods(o.Namespace).Create(ctx, pod, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
+		// AlreadyExists: the pod of an earlier run is still being deleted. Forbidden: the namespace's default
+		// ServiceAccount is not there yet ("error looking up service account").
+		if apierrors.IsAlreadyExists(err) || apierrors.IsForbidden(err) && strings.Contains(err.Error(), "service account") {
 			return false, nil
 		}
 		return err == nil, err

@@ -8,6 +8,9 @@ import (
 	"os"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/connected-registry/connected-registry/hooks/internal/preflight"
 )
 
@@ -98,6 +101,7 @@ func (o *PreflightOptions) Run(ctx context.Context, out io.Writer) error {
 		Debugf: func(format string, args ...any) { o.log.Debug(fmt.Sprintf(format, args...)) },
 	}
 	results := checker.Run(ctx)
+	o.deleteInput(ctx)
 	var failed, warned []string
 	var problems []string
 	for _, r := range results {
@@ -123,6 +127,19 @@ func (o *PreflightOptions) Run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("%w: %d of %d (%s); the lines above name each value and its fix", ErrChecksFailed, len(failed), len(results), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// deleteInput deletes the hook Secret that handed the values over, once read, whatever the verdict: Helm deletes a
+// hook only when every hook of the phase succeeded, and a failed install must not leave a private key behind.
+func (o *PreflightOptions) deleteInput(ctx context.Context) {
+	name := o.Config.InputSecret
+	if name == "" {
+		return
+	}
+	err := o.Client.CoreV1().Secrets(o.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		o.log.Warn("cannot delete the hook Secret that handed the values over; Helm deletes it on the next install", "secret", name, "error", err)
+	}
 }
 
 // writeTerminationLog writes the summary and the problems, cut to what Kubernetes keeps, at a line end.

@@ -86,6 +86,7 @@ type TLSReloaderOptions struct {
 	Signal func(pid int) error
 
 	pendingSince time.Time
+	pendingCert  []byte
 	signalled    time.Time
 	started      atomicBool
 }
@@ -159,12 +160,19 @@ func (o *TLSReloaderOptions) Run(ctx context.Context, out io.Writer) error {
 		o.Secret, o.Bundle, o.TLSDir, o.Process)
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
+	var lastErr string
 	for {
 		msg, err := o.Sync(ctx)
-		if err != nil {
+		switch {
+		case err != nil && err.Error() != lastErr:
+			// A waiting renewal says so once, not every interval.
 			o.log.Warn("tls-reloader", "err", err)
-		} else if msg != "" {
+		case msg != "":
 			fmt.Fprintln(out, "tls-reloader: "+msg)
+		}
+		lastErr = ""
+		if err != nil {
+			lastErr = err.Error()
 		}
 		select {
 		case <-ctx.Done():
@@ -182,14 +190,15 @@ func (o *TLSReloaderOptions) Sync(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading Secret %s: %w", o.Secret, err)
 	}
-	if err := o.PublishBundle(ctx, s.Data[BundleKey]); err != nil {
-		return "", err
-	}
+	// A bundle that cannot be published does not keep the registry from starting or renewing: without a new CA
+	// in the bundle, a renewal from a new CA waits anyway.
+	pubErr := o.PublishBundle(ctx, s.Data[BundleKey])
 	if o.TLSDir == "" {
 		o.started.set(true)
-		return "", nil
+		return "", pubErr
 	}
-	return o.Reload(ctx, s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	msg, err := o.Reload(ctx, s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	return msg, errors.Join(pubErr, err)
 }
 
 // PublishBundle copies ca into the bundle ConfigMap when it differs.
@@ -247,8 +256,9 @@ func (o *TLSReloaderOptions) Reload(ctx context.Context, certPEM, keyPEM []byte)
 		o.started.set(true)
 		return fmt.Sprintf("wrote the certificate (serial %s, expires %s) for the registry's start", leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339)), nil
 	case !bytes.Equal(written, certPEM) || !bytes.Equal(writtenKey, keyPEM):
-		if o.pendingSince.IsZero() {
-			o.pendingSince = now
+		// The wait belongs to this certificate: another one that replaces it in the Secret waits afresh.
+		if o.pendingSince.IsZero() || !bytes.Equal(o.pendingCert, certPEM) {
+			o.pendingSince, o.pendingCert = now, certPEM
 		}
 		if ok, why := o.trusted(ctx, leaf); !ok {
 			if now.Sub(o.pendingSince) < o.TrustWait {
@@ -259,8 +269,11 @@ func (o *TLSReloaderOptions) Reload(ctx context.Context, certPEM, keyPEM []byte)
 		if err := o.write(certFile, keyFile, certPEM, keyPEM); err != nil {
 			return "", err
 		}
-		o.pendingSince, o.signalled = time.Time{}, time.Time{}
+		o.pendingSince, o.pendingCert, o.signalled = time.Time{}, nil, time.Time{}
 		msg = fmt.Sprintf("wrote the renewed certificate (serial %s, expires %s)", leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
+	default:
+		// The Secret holds what is written: nothing waits.
+		o.pendingSince, o.pendingCert = time.Time{}, nil
 	}
 	o.started.set(true)
 	// The registry serves what it read when it started; restart it when that is not what is written.
@@ -310,7 +323,7 @@ func (o *TLSReloaderOptions) trusted(ctx context.Context, leaf *x509.Certificate
 	if !pool.AppendCertsFromPEM(bundle) {
 		return false, "the bundle holds no CA yet"
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: leaf.NotBefore.Add(time.Second)}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: o.Clock.Now()}); err != nil {
 		return false, fmt.Sprintf("the published bundle does not verify it yet: %v", err)
 	}
 	ds, err := o.Client.AppsV1().DaemonSets(o.Namespace).Get(ctx, o.DaemonSet, metav1.GetOptions{})
@@ -411,14 +424,14 @@ func ackBundle(ctx context.Context, k *KubeOptions, configMap, node, fp string) 
 	return err
 }
 
-// readBundle reads the CA bundle from the ConfigMap.
-func readBundle(ctx context.Context, k *KubeOptions, configMap string) ([]byte, error) {
+// readBundle reads the CA bundle from the ConfigMap, and the acknowledgement of node found there.
+func readBundle(ctx context.Context, k *KubeOptions, configMap, node string) (bundle []byte, acked string, err error) {
 	cm, err := k.Client.CoreV1().ConfigMaps(k.Namespace).Get(ctx, configMap, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if cm.Data[BundleKey] == "" {
-		return nil, fmt.Errorf("ConfigMap %s has no %s yet: the registry pod publishes it when it starts", configMap, BundleKey)
+		return nil, "", fmt.Errorf("ConfigMap %s has no %s yet: the registry pod publishes it when it starts", configMap, BundleKey)
 	}
-	return []byte(cm.Data[BundleKey]), nil
+	return []byte(cm.Data[BundleKey]), cm.Annotations[AckAnnotation(node)], nil
 }

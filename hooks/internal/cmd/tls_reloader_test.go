@@ -362,7 +362,7 @@ func TestTLSReloaderPublishBundle(t *testing.T) {
 			require.Equal(t, tc.wantCalls, apiCalls(client))
 			if tc.wantErr != "" {
 				require.EqualError(t, err, tc.wantErr)
-				require.False(t, r.started.get())
+				require.True(t, r.started.get(), "a bundle that cannot be published does not hold the registry back")
 				if tc.bundle != nil {
 					require.Equal(t, before.Data, r.bundle(t).Data)
 				}
@@ -434,6 +434,19 @@ func TestTLSReloaderRenewalFromTheSameCA(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, msg)
 	require.Len(t, r.signals, 2)
+
+	// Two renewals ten seconds apart: the files of the second need a start of their own, restarting or not.
+	second, third := issueLeaf(t, ca), issueLeaf(t, ca)
+	r.setSecret(t, tlsSecretOf(ca, second))
+	msg, err = r.Sync(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, renewedMsg(second)+"; "+stoppedMsg(renewed, second), msg)
+	r.clock.Advance(10 * time.Second)
+	r.setSecret(t, tlsSecretOf(ca, third))
+	msg, err = r.Sync(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, renewedMsg(third)+"; "+stoppedMsg(renewed, third), msg)
+	require.Equal(t, []int{registryPid, registryPid, registryPid, registryPid}, r.signals)
 }
 
 func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
@@ -524,6 +537,34 @@ func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
 			require.Empty(t, r.signals)
 		})
 	}
+}
+
+// TestTLSReloaderWaitsAfreshForEachNewCertificate: a renewal that waited and was then abandoned (the Secret rolled
+// back) lends none of its waiting time to a later certificate from another new CA.
+func TestTLSReloaderWaitsAfreshForEachNewCertificate(t *testing.T) {
+	t.Parallel()
+	oldCA, newCA, otherCA := issueCA(t, "old CA"), issueCA(t, "new CA"), issueCA(t, "other CA")
+	oldLeaf, newLeaf, otherLeaf := issueLeaf(t, oldCA), issueLeaf(t, newCA), issueLeaf(t, otherCA)
+	oldFP := BundleFingerprint(oldCA.CertPEM)
+	client := fake.NewClientset(tlsSecretOf(oldCA, oldLeaf), bundleOf(oldCA.CertPEM, map[string]string{"worker-1": oldFP, "worker-2": oldFP}), agentDaemonSet(2))
+	r := newReloader(t, client, func(o *TLSReloaderOptions) { o.DaemonSet = testAgentDS })
+	_, err := r.Sync(context.Background())
+	require.NoError(t, err)
+
+	r.setSecret(t, tlsSecretOf(newCA, newLeaf))
+	_, err = r.Sync(context.Background())
+	require.ErrorContains(t, err, "0 of 2 nodes trust CA bundle")
+	r.setSecret(t, tlsSecretOf(oldCA, oldLeaf))
+	_, err = r.Sync(context.Background())
+	require.NoError(t, err)
+
+	r.clock.Advance(7 * 24 * time.Hour)
+	r.setSecret(t, tlsSecretOf(otherCA, otherLeaf))
+	msg, err := r.Sync(context.Background())
+	require.ErrorContains(t, err, "renewed certificate (serial "+otherLeaf.Cert.SerialNumber.String()+") waits: 0 of 2 nodes trust CA bundle")
+	require.Empty(t, msg)
+	crt, _ := r.written(t)
+	require.Equal(t, string(oldLeaf.CertPEM), crt, "the other CA's certificate waits its own TrustWait")
 }
 
 func TestTLSReloaderRefusesABadSecret(t *testing.T) {

@@ -90,7 +90,7 @@ type TrustAgentOptions struct {
 	// PodName and PodUID name this pod, which the Events are about.
 	PodName string
 	PodUID  string
-	// Client sends the Events; nil sends none.
+	// Events receives the agent's reports; nil builds one on the API when Namespace is set.
 	Events EventSink
 	// Clock defaults to the real time.
 	Clock Clock
@@ -225,6 +225,9 @@ func (o *TrustAgentOptions) Sync(ctx context.Context, entry *trust.Entry) string
 	if len(changed) > 0 {
 		o.log.Info("wrote the registry's trust", "files", changed, "ca", fp)
 		if o.Events != nil {
+			for i, f := range changed {
+				changed[i] = strings.Replace(f, o.CertsDir, o.HostCertsDir, 1)
+			}
 			o.Events.Event(ctx, false, "TrustWritten", fmt.Sprintf("node %s: wrote %s (CA %s)", o.NodeName, strings.Join(changed, ", "), fp))
 		}
 	}
@@ -257,7 +260,10 @@ func (o *TrustAgentOptions) readCA(ctx context.Context) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return readBundle(ctx, o.kube, o.CAConfigMap)
+	ca, acked, err := readBundle(ctx, o.kube, o.CAConfigMap, o.NodeName)
+	// The ConfigMap says what is acknowledged: a recreated one is acknowledged again.
+	o.acked = acked
+	return ca, err
 }
 
 func (o *TrustAgentOptions) setState(ctx context.Context, ready bool, reason, msg string) string {

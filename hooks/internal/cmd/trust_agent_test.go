@@ -267,7 +267,8 @@ func TestTrustAgentReadiness(t *testing.T) {
 			hosts, err := os.ReadFile(filepath.Join(a.caFolder, "hosts.toml"))
 			require.NoError(t, err)
 			require.Contains(t, string(hosts), `ca = "/etc/containerd/certs.d/10.96.0.50:443/ca.crt"`, "hosts.toml names the CA by its path on the node")
-			require.Equal(t, "node worker-1: wrote "+filepath.Join(a.caFolder, "ca.crt")+", "+filepath.Join(a.caFolder, "hosts.toml")+" (CA "+fp+")", got[0].Message)
+			require.Equal(t, "node worker-1: wrote /etc/containerd/certs.d/10.96.0.50:443/ca.crt, /etc/containerd/certs.d/10.96.0.50:443/hosts.toml (CA "+fp+")", got[0].Message,
+				"the Event names the files by their paths on the node")
 			require.Equal(t, []string{"patch configmaps"}, writes(a.client))
 			require.Equal(t, map[string]string{AckAnnotationPrefix + agentNode: BundleFingerprint(ca.CertPEM)}, a.acks(t),
 				"the agent acknowledges the bundle even when containerd ignores it: the CA is installed")

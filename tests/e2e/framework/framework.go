@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -51,6 +52,53 @@ type Env struct {
 	// State holds files of this run (parent storage, values files).
 	State string
 	Log   io.Writer
+
+	parentOptions testenv.ParentOptions
+	parentLog     accessLog
+}
+
+// accessLog keeps the parent's access log lines, to count what it served.
+type accessLog struct {
+	mu    sync.Mutex
+	lines []string
+	buf   []byte
+}
+
+func (a *accessLog) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.buf = append(a.buf, p...)
+	for {
+		i := bytes.IndexByte(a.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		a.lines = append(a.lines, string(a.buf[:i]))
+		a.buf = a.buf[i+1:]
+	}
+}
+
+// ParentBlobGets counts the blob downloads the parent has served so far (GET .../blobs/sha256:... with 200).
+func (e *Env) ParentBlobGets() int {
+	e.parentLog.mu.Lock()
+	defer e.parentLog.mu.Unlock()
+	n := 0
+	for _, l := range e.parentLog.lines {
+		if strings.Contains(l, `"GET /v2/`) && strings.Contains(l, "/blobs/sha256:") && strings.Contains(l, `" 200 `) {
+			n++
+		}
+	}
+	return n
+}
+
+// StopParent stops the parent registry: the site is disconnected.
+func (e *Env) StopParent() { e.Parent.Stop() }
+
+// StartParentAgain starts the parent registry again on its stored content.
+func (e *Env) StartParentAgain(ctx context.Context) error {
+	var err error
+	e.Parent, err = testenv.StartParent(ctx, e.parentOptions)
+	return err
 }
 
 // Enabled reports whether end-to-end tests should run: they need root and several minutes.
@@ -190,11 +238,12 @@ func (e *Env) startParent(ctx context.Context) error {
 	e.CA = ca
 	dir := filepath.Join(e.State, "parent")
 	_ = os.RemoveAll(dir)
-	e.Parent, err = testenv.StartParent(ctx, testenv.ParentOptions{
+	e.parentOptions = testenv.ParentOptions{
 		Bin: filepath.Join(e.Root, "bin", "registry"), Dir: dir, Addr: net.JoinHostPort(BridgeIP, parentPort),
-		CA: ca, User: ParentUser, Password: e.ParentPassword, Log: prefixWriter(e.Log, "  parent | "),
-	})
-	if err != nil {
+		CA: ca, User: ParentUser, Password: e.ParentPassword,
+		Log: io.MultiWriter(prefixWriter(e.Log, "  parent | "), &e.parentLog),
+	}
+	if e.Parent, err = testenv.StartParent(ctx, e.parentOptions); err != nil {
 		return err
 	}
 	caFile := filepath.Join(e.State, "ca.crt")

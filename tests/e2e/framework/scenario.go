@@ -36,16 +36,37 @@ type Site struct {
 // credentials in a Secret, and a statically provisioned volume. With ownTrust, the node is made to trust the CA
 // the way a cluster-provided trust would, and the chart's node agent is turned off.
 func (e *Env) PrepareBYOCSite(ctx context.Context, ns, release string, ownTrust bool) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, ownTrust, true)
+	return e.prepareSite(ctx, ns, release, ownTrust, "byoc")
 }
 
 // PrepareGeneratedSite prepares a namespace like PrepareBYOCSite, for an install whose certificates the chart's
 // certgen hook generates (no tls.* values, cert-manager off), with the chart's trust distribution on.
 func (e *Env) PrepareGeneratedSite(ctx context.Context, ns, release string) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, false, false)
+	return e.prepareSite(ctx, ns, release, false, "generated")
 }
 
-func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust, byoc bool) (*Site, error) {
+// PrepareCertManagerSite prepares a namespace like PrepareBYOCSite, for an install whose certificates the
+// cluster's cert-manager issues (cert-manager.enabled=true, install=false), with the chart's trust distribution on.
+func (e *Env) PrepareCertManagerSite(ctx context.Context, ns, release string) (*Site, error) {
+	return e.prepareSite(ctx, ns, release, false, "cert-manager")
+}
+
+// PrepareExampleSite prepares a namespace for one of the examples/ files, which name the parent by a connection
+// string: the site's values file holds only what the tutorial does not need on AKS (the parent's private CA, the
+// storage class, where the test node's containerd config is).
+func (e *Env) PrepareExampleSite(ctx context.Context, ns, release string) (*Site, error) {
+	return e.prepareSite(ctx, ns, release, false, "example")
+}
+
+// ConnectionString is the connection string of the test parent, as `az acr connected-registry get-settings` gives
+// one for ACR.
+func (e *Env) ConnectionString() string {
+	return "ConnectedRegistryName=site1;SyncTokenName=" + ParentUser + ";SyncTokenPassword=" + e.ParentPassword +
+		";ParentGatewayEndpoint=" + e.Parent.Host + ";ParentEndpointProtocol=https"
+}
+
+func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool, tlsSource string) (*Site, error) {
+	byoc := tlsSource == "byoc"
 	s := &Site{Namespace: ns, Release: release}
 	var undo []func()
 	s.Cleanup = func() {
@@ -96,8 +117,17 @@ func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust, byo
 			"url": "https://" + e.Parent.Host, "credentialsSecret": "parent-credentials", "caBundle": string(e.CA.CertPEM),
 		}},
 	}
-	if byoc {
+	switch tlsSource {
+	case "example":
+		values = map[string]any{
+			"pvc":               map[string]any{"storageClassName": StorageClass, "storageRequest": "1Gi"},
+			"trustDistribution": map[string]any{"containerdConfig": ContainerdConfig},
+			"registry":          map[string]any{"parent": map[string]any{"caBundle": string(e.CA.CertPEM)}},
+		}
+	case "byoc":
 		values["tls.crt"], values["tls.key"], values["tls.cacrt"] = b64(certPEM), b64(keyPEM), b64(e.CA.CertPEM)
+	case "cert-manager":
+		values["cert-manager.enabled"] = true
 	}
 	data, err := json.Marshal(values)
 	if err != nil {

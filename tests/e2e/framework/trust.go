@@ -5,15 +5,20 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -228,3 +233,43 @@ func Serves(serial *big.Int) bool {
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(serial) == 0
 }
+
+// PullImage pulls the hello image through the connected registry with a client of its own (not the node's
+// containerd, whose content store may already hold the layers): the index, the image of this machine's platform,
+// its config and every layer, each verified against its digest. It returns the bytes read.
+func (e *Env) PullImage(ctx context.Context) (int64, error) {
+	ref, err := name.ParseReference(RegistryHost + "/" + HelloImage)
+	if err != nil {
+		return 0, err
+	}
+	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithTransport(e.CA.Transport()),
+		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}))
+	if err != nil {
+		return 0, fmt.Errorf("pulling %s: %w", ref, err)
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return 0, err
+	}
+	n := int64(len(cfg))
+	layers, err := img.Layers()
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return n, err
+		}
+		m, err := io.Copy(io.Discard, rc)
+		rc.Close()
+		n += m
+		if err != nil {
+			return n, fmt.Errorf("reading a layer of %s: %w", ref, err)
+		}
+	}
+	return n, nil
+}
+
+// Kubectl is the test cluster's kubectl (tests/cluster links it to its multi-call binary).
+const Kubectl = "/var/lib/cr-cluster/bin/kubectl"
