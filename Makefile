@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all tools generate lint test unit e2e verify demo cluster-up cluster-down clean bench-registry
+.PHONY: all tools postrender generate lint test unit e2e verify demo cluster-up cluster-down clean bench-registry bench-postrender
 
 all: verify test
 
@@ -15,10 +15,21 @@ all: verify test
 tools:
 	bash ci/tools.sh
 
-## generate: regenerate the chart's values.schema.json and README.md from values.yaml, and the golden files
-generate:
+## postrender: build the kustomize post-renderer into ./bin (Helm 3: --post-renderer ./bin/connected-registry-postrender)
+## and into the Helm 4 plugin directory (helm plugin install postrender/plugin/connected-registry-postrender)
+POSTRENDER_PLUGIN_DIR := postrender/plugin/connected-registry-postrender
+postrender:
+	go build -trimpath -o bin/connected-registry-postrender ./postrender/cmd/connected-registry-postrender
+	mkdir -p $(POSTRENDER_PLUGIN_DIR)/bin
+	cp bin/connected-registry-postrender $(POSTRENDER_PLUGIN_DIR)/bin/
+
+## generate: regenerate the chart's values.schema.json and README.md from values.yaml, the trust-distribution
+## kustomize component, and the golden files
+generate: tools postrender
 	go run ./ci/valuesdoc
+	go run ./ci/trustcomponent
 	go test ./tests/chart -run TestScenarioGolden -update >/dev/null
+	go test ./tests/postrender -run TestGolden -update >/dev/null
 
 ## lint: gofmt, go vet and the values documentation check
 lint:
@@ -32,7 +43,7 @@ lint:
 test: unit e2e
 
 ## unit: the tests that need no cluster
-unit: tools
+unit: tools postrender
 	go test $(GO_TEST_FLAGS) ./...
 	cd tests/cluster && go test $(GO_TEST_FLAGS) -vet=off .
 
@@ -59,8 +70,14 @@ bench-registry:
 	bash ci/tools.sh registry
 	go run ./ci/bench/registry --out _out/bench/registry.md
 
+## bench-postrender: the post-renderer side by side with bare krusty and the kustomize v5.8.2 CLI on the chart's
+## output (example site overlay) and synthetic inputs of 100, 500 and 1000 objects, with the cold-start cost;
+## writes _out/bench/postrender.md. BENCH_SIZES and BENCH_RUNS tune it (go run ./ci/bench/postrender -h).
+bench-postrender: tools postrender
+	go run ./ci/bench/postrender --out _out/bench/postrender.md
+
 clean:
-	rm -rf bin _out
+	rm -rf bin _out $(POSTRENDER_PLUGIN_DIR)/bin
 
 ## demo: build everything, start the embedded single-node cluster and a parent registry, install the chart and
 ## pull an image through it (needs root)

@@ -14,6 +14,7 @@ tools=(
   "helm4|helm.sh/helm/v4/cmd/helm@v4.3.1|-X helm.sh/helm/v4/internal/version.version=v4.3.1"
   "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0|"
   "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|"
+  "kustomize|sigs.k8s.io/kustomize/kustomize/v5@v5.8.2|"
   "oci-conformance|github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111|-X main.Version=v0.0.0-20260831232431-97274622c111"
 )
 

@@ -1,0 +1,412 @@
+package postrender_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	helmpostrender "helm.sh/helm/v3/pkg/postrender"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/resid"
+
+	"github.com/connected-registry/connected-registry/postrender"
+)
+
+// A *Renderer is a Helm 3 post-renderer without importing Helm.
+var _ helmpostrender.PostRenderer = (*postrender.Renderer)(nil)
+
+const chartOutput = `---
+# Source: connected-registry/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: cr-connected-registry
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/name: connected-registry
+    app.kubernetes.io/instance: cr
+    app.kubernetes.io/component: registry
+    app.kubernetes.io/part-of: connected-registry
+spec:
+  clusterIP: "10.96.0.50"
+  ports:
+    - name: https
+      port: 443
+---
+# Source: connected-registry/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: cr-connected-registry
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/component: registry
+    app.kubernetes.io/part-of: connected-registry
+spec:
+  template:
+    spec:
+      containers:
+        - name: registry
+          image: registry:3
+      volumes:
+        - name: tls
+          secret:
+            secretName: cr-connected-registry-tls
+---
+# Source: connected-registry/templates/trust/daemonset.yaml
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: cr-connected-registry-trust
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/component: trust-agent
+    app.kubernetes.io/part-of: connected-registry
+spec:
+  template:
+    spec:
+      containers:
+        - name: agent
+          image: ghcr.io/connected-registry/hooks:0.1.0
+---
+# Source: connected-registry/templates/trust/cleanup.yaml
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: cr-connected-registry-trust-cleanup
+  namespace: connected-registry
+  labels:
+    app.kubernetes.io/component: trust-agent
+  annotations:
+    helm.sh/hook: post-delete
+    postrenderer.helm.sh/postrender-filename: connected-registry/templates/trust/cleanup.yaml
+spec:
+  template:
+    spec:
+      containers:
+        - name: cleanup
+          image: ghcr.io/connected-registry/hooks:0.1.0
+`
+
+func memFS(t testing.TB, files map[string]string) filesys.FileSystem {
+	t.Helper()
+	fs := filesys.MakeFsInMemory()
+	for p, c := range files {
+		require.NoError(t, fs.WriteFile(p, []byte(c)))
+	}
+	return fs
+}
+
+func run(t testing.TB, o postrender.Options, in string) (string, error) {
+	t.Helper()
+	r, err := postrender.New(o)
+	if err != nil {
+		return "", err
+	}
+	out, err := r.Run(bytes.NewBufferString(in))
+	if err != nil {
+		return "", err
+	}
+	return out.String(), nil
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	tolerationPatch := `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: cr-connected-registry
+  namespace: connected-registry
+spec:
+  template:
+    spec:
+      tolerations:
+        - key: site
+          operator: Exists
+`
+	cases := []struct {
+		name     string
+		files    map[string]string
+		opts     postrender.Options
+		contains []string
+		absent   []string
+		err      string
+	}{
+		{
+			name:  "a kustomization directory listing the chart output adds its labels to every object",
+			files: map[string]string{"/o/kustomization.yaml": "resources: [helm-output.yaml]\nlabels:\n- pairs: {site: berlin}\n"},
+			opts:  postrender.Options{Dir: "/o"},
+			contains: []string{"site: berlin", "kind: DaemonSet",
+				"postrenderer.helm.sh/postrender-filename: connected-registry/templates/trust/cleanup.yaml"},
+		},
+		{
+			name:     "a strategic-merge patch named on the command line patches the object it names",
+			files:    map[string]string{"/p/tolerations.yaml": tolerationPatch},
+			opts:     postrender.Options{Patches: []postrender.Patch{{Path: "/p/tolerations.yaml"}}},
+			contains: []string{"key: site"},
+		},
+		{
+			name:   "trust distribution off removes every object labelled trust-agent, hooks included",
+			opts:   postrender.Options{Trust: postrender.TrustOff},
+			absent: []string{"kind: DaemonSet", "trust-cleanup", "trust-agent"},
+		},
+		{
+			name:  "a kustomization directory that does not list the chart output should fail",
+			files: map[string]string{"/o/kustomization.yaml": "resources: [other.yaml]\n"},
+			opts:  postrender.Options{Dir: "/o"},
+			err:   "/o/kustomization.yaml: the kustomization does not list the chart's output helm-output.yaml in its resources",
+		},
+		{
+			name:  "an untargeted patch for an object that does not exist should name the patch file and its target",
+			files: map[string]string{"/p/typo.yaml": strings.Replace(tolerationPatch, "cr-connected-registry", "cr-connected-regsitry", 1)},
+			opts:  postrender.Options{Patches: []postrender.Patch{{Path: "/p/typo.yaml"}}},
+			err:   "patch /p/typo.yaml (target kind=Deployment,name=cr-connected-regsitry,namespace=connected-registry) matches no object of the chart's output",
+		},
+		{
+			name:  "an untargeted patch without the chart's namespace should say which namespace to set",
+			files: map[string]string{"/p/nons.yaml": strings.Replace(tolerationPatch, "  namespace: connected-registry\n", "", 1)},
+			opts:  postrender.Options{Patches: []postrender.Patch{{Path: "/p/nons.yaml"}}},
+			err: "patch /p/nons.yaml (target kind=Deployment,name=cr-connected-registry) matches no object of the chart's output: " +
+				"the chart's Deployment cr-connected-registry is in namespace \"connected-registry\"; set metadata.namespace: connected-registry in the patch, or give it a target",
+		},
+		{
+			name: "a targeted JSON patch that selects nothing should name the patch file and its target",
+			files: map[string]string{
+				"/o/kustomization.yaml": "resources: [helm-output.yaml]\npatches:\n- path: replicas.yaml\n  target: {kind: StatefulSet}\n",
+				"/o/replicas.yaml":      "- op: add\n  path: /spec/replicas\n  value: 2\n",
+			},
+			opts: postrender.Options{Dir: "/o"},
+			err:  "patch /o/replicas.yaml (target kind=StatefulSet) matches no object of the chart's output",
+		},
+		{
+			name:  "a patch for the trust agent fails once trust distribution is off",
+			files: map[string]string{"/p/ds.yaml": "- op: add\n  path: /spec/minReadySeconds\n  value: 5\n"},
+			opts: postrender.Options{Trust: postrender.TrustOff, Patches: []postrender.Patch{{Path: "/p/ds.yaml",
+				Target: &types.Selector{ResId: resIDKind("DaemonSet")}}}},
+			err: "patch /p/ds.yaml (target kind=DaemonSet) matches no object of the chart's output",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.opts.FS = memFS(t, tc.files)
+			out, err := run(t, tc.opts, chartOutput)
+			if tc.err != "" {
+				require.EqualError(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			for _, s := range tc.contains {
+				require.Contains(t, out, s)
+			}
+			for _, s := range tc.absent {
+				require.NotContains(t, out, s)
+			}
+		})
+	}
+}
+
+// ownTrust is chartOutput rendered with trustDistribution.enabled=false: no trust-agent objects.
+func ownTrust(helm4 bool) string {
+	docs := strings.Split(chartOutput, "\n---\n")
+	out := strings.Join(docs[:2], "\n---\n") + "\n"
+	if helm4 {
+		out = strings.ReplaceAll(out, "  labels:\n    app.kubernetes.io/name", "  annotations:\n    postrenderer.helm.sh/postrender-filename: x.yaml\n  labels:\n    app.kubernetes.io/name")
+	}
+	return out
+}
+
+func TestTrustOn(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		in       string
+		contains []string
+		absent   []string
+		warning  string
+		err      string
+	}{
+		{
+			name: "helm 3 output gets the node agent filled from the Service and Deployment, without its hooks",
+			in:   ownTrust(false),
+			contains: []string{"kind: DaemonSet", "--host=10.96.0.50:443", "--owner=connected-registry/cr", "name: cr-connected-registry-trust-agent",
+				"secretName: cr-connected-registry-tls", "namespace: connected-registry"},
+			absent:  []string{"__CR_", "post-delete"},
+			warning: "helm uninstall will not remove the node agent's files",
+		},
+		{
+			name:     "helm 4 output gets the node agent with its post-delete hook, each filed under its template",
+			in:       ownTrust(true),
+			contains: []string{"kind: DaemonSet", "helm.sh/hook: post-delete", "postrenderer.helm.sh/postrender-filename: connected-registry/templates/"},
+			absent:   []string{"__CR_"},
+		},
+		{
+			name:     "output that already has the node agent is left as it is",
+			in:       chartOutput,
+			contains: []string{"image: ghcr.io/connected-registry/hooks:0.1.0", "name: cr-connected-registry-trust-cleanup"},
+		},
+		{
+			name: "output without the registry Service should fail",
+			in:   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+			err:  postrender.ErrNoRegistryService.Error(),
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var warn bytes.Buffer
+			out, err := run(t, postrender.Options{Trust: postrender.TrustOn, FS: memFS(t, nil), Warn: &warn}, tc.in)
+			if tc.err != "" {
+				require.EqualError(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			for _, s := range tc.contains {
+				require.Contains(t, out, s)
+			}
+			for _, s := range tc.absent {
+				require.NotContains(t, out, s)
+			}
+			require.Contains(t, warn.String(), tc.warning)
+		})
+	}
+}
+
+// synthetic renders n Deployments and n Services.
+func synthetic(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app-%[1]d
+  labels: {app: app-%[1]d}
+spec:
+  selector: {matchLabels: {app: app-%[1]d}}
+  template:
+    metadata: {labels: {app: app-%[1]d}}
+    spec:
+      serviceAccountName: sa-%[1]d
+      containers:
+      - name: c
+        image: nginx:1.0
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: app-%[1]d
+spec:
+  selector: {app: app-%[1]d}
+  ports: [{port: 80}]
+`, i)
+		if i%10 == 0 {
+			fmt.Fprintf(&b, `---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: sa-%[1]d
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: rb-%[1]d
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}
+subjects:
+- kind: ServiceAccount
+  name: sa-%[1]d
+  namespace: old
+`, i)
+		}
+	}
+	return b.String()
+}
+
+const syntheticKustomization = `resources: [helm-output.yaml]
+namespace: site
+commonLabels: {site: a}
+patches:
+- target: {kind: Deployment}
+  patch: |
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: any}
+    spec:
+      template:
+        spec:
+          tolerations: [{key: k, operator: Exists}]
+- target: {kind: Service, name: "app-1.*"}
+  patch: |
+    - op: add
+      path: /metadata/annotations
+      value: {a: b}
+- patch: |
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: app-7}
+    spec: {replicas: 3}
+`
+
+func bareKrusty(t testing.TB, kustomization, input string) string {
+	t.Helper()
+	fs := memFS(t, map[string]string{"/k/kustomization.yaml": kustomization, "/k/helm-output.yaml": input})
+	o := krusty.MakeDefaultOptions()
+	o.Reorder = krusty.ReorderOptionUnspecified
+	m, err := krusty.MakeKustomizer(o).Run(fs, "/k")
+	require.NoError(t, err)
+	y, err := m.AsYaml()
+	require.NoError(t, err)
+	return string(y)
+}
+
+// TestPartsMatchWholeBuild proves that building a large input in parts gives kustomize's output byte for byte,
+// and that overlays which cannot be built in parts give it too.
+func TestPartsMatchWholeBuild(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, kustomization string }{
+		{"namespace, labels and patches of every kind are built in parts", syntheticKustomization},
+		{"images, replicas and annotations are built in parts", "resources: [helm-output.yaml]\nimages: [{name: nginx, newTag: '2.0'}]\n" +
+			"replicas: [{name: app-3, count: 5}]\ncommonAnnotations: {a: b}\nlabels: [{pairs: {x: z}, includeSelectors: true}]\n"},
+		{"a legacy sort order of the kustomization's own is kept", syntheticKustomization +
+			"sortOptions: {order: legacy, legacySortOptions: {orderFirst: [Service, RoleBinding], orderLast: [Deployment]}}\n"},
+		{"a name prefix, which renames referenced objects, builds the whole input at once", syntheticKustomization + "namePrefix: site-\n"},
+		{"FIFO order builds the whole input at once", syntheticKustomization + "sortOptions: {order: fifo}\n"},
+	}
+	input := synthetic(60)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			want := bareKrusty(t, tc.kustomization, input)
+			for _, size := range []int{7, 50} {
+				fs := memFS(t, map[string]string{"/o/kustomization.yaml": tc.kustomization})
+				got, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: size}, input)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "chunk size %d", size)
+			}
+		})
+	}
+}
+
+// TestPartsKeepKustomizeErrors: a duplicate object fails as kustomize fails, however the input is split.
+func TestPartsKeepKustomizeErrors(t *testing.T) {
+	t.Parallel()
+	input := synthetic(60) + synthetic(1)
+	fs := memFS(t, map[string]string{"/o/kustomization.yaml": syntheticKustomization})
+	_, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: 7}, input)
+	require.ErrorContains(t, err, "may not add resource with an already registered id: Deployment.v1.apps/app-0.[noNs]")
+}
+
+func resIDKind(kind string) resid.ResId { return resid.ResId{Gvk: resid.Gvk{Kind: kind}} }
+
+// TestPanicsBecomeErrors: a panic inside the build (here: a Renderer not made by New) comes back as an error.
+func TestPanicsBecomeErrors(t *testing.T) {
+	t.Parallel()
+	var r postrender.Renderer
+	_, err := r.Run(bytes.NewBufferString(chartOutput))
+	require.ErrorIs(t, err, postrender.ErrKustomize)
+	require.ErrorContains(t, err, "panicked")
+}
