@@ -48,7 +48,7 @@ unit: tools postrender
 	cd tests/cluster && go test $(GO_TEST_FLAGS) -vet=off .
 
 ## e2e: end-to-end tests on the real single-node cluster of tests/cluster (needs root; brings it up or reuses it)
-e2e: tools
+e2e: tools postrender
 	bash ci/e2e-deps.sh
 	E2E=1 go test -count=1 -timeout 60m -v ./tests/e2e/...
 
