@@ -20,15 +20,21 @@ import (
 	"github.com/connected-registry/connected-registry/tests/e2e/framework"
 )
 
-// TestGeneratedCertificates installs with no TLS value and cert-manager off, with the helm v4 CLI: the certgen
+// TestGeneratedCertificates installs with no TLS value and cert-manager off, with the helm v3 and v4 CLIs: the certgen
 // hook makes a CA and a serving certificate, the node agent makes the node trust the CA, the node pulls through
 // the registry, an upgrade keeps both certificates, and uninstall deletes the generated Secrets and the node's
 // entry.
 func TestGeneratedCertificates(t *testing.T) {
 	requireEnv(t)
+	for _, bin := range []string{"helm3", "helm4"} {
+		t.Run(bin, func(t *testing.T) { generatedCertificates(t, bin) })
+	}
+}
+
+func generatedCertificates(t *testing.T, bin string) {
 	ctx := context.Background()
-	ns, release := "cr-e2e-generated", "cr"
-	helm := framework.HelmCLI{Bin: "helm4"}
+	ns, release := "cr-e2e-generated-"+bin, "cr"
+	helm := framework.HelmCLI{Bin: bin}
 	site, err := env.PrepareGeneratedSite(ctx, ns, release)
 	require.NoError(t, err)
 	t.Cleanup(site.Cleanup)
@@ -42,7 +48,7 @@ func TestGeneratedCertificates(t *testing.T) {
 	start := time.Now()
 	out, err := helm.Helm(ctx, env, "install", release, env.Chart, "-n", ns, "--wait", "--timeout", "3m", "-f", site.ValuesFile)
 	require.NoError(t, err, out)
-	t.Logf("helm4 install with generated certificates: Ready in %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("%s install with generated certificates: Ready in %s", bin, time.Since(start).Round(100*time.Millisecond))
 
 	secret, err := env.Client.CoreV1().Secrets(ns).Get(ctx, "cr-connected-registry-tls", metav1.GetOptions{})
 	require.NoError(t, err)
@@ -63,7 +69,7 @@ func TestGeneratedCertificates(t *testing.T) {
 	leaf := conn.ConnectionState().PeerCertificates[0]
 	conn.Close()
 	require.Equal(t, "ECDSA", leaf.PublicKeyAlgorithm.String())
-	require.Contains(t, leaf.DNSNames, "cr-connected-registry.cr-e2e-generated.svc")
+	require.Contains(t, leaf.DNSNames, "cr-connected-registry."+ns+".svc")
 
 	pulled, took, err := env.PullThrough(ctx, ns)
 	require.NoError(t, err)
