@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // LookupEnv reads an environment variable, as os.LookupEnv does. Tests pass a map's lookup instead.
@@ -109,9 +110,9 @@ func (s *stringValue) String() string {
 type boolValue bool
 
 func (b *boolValue) Set(v string) error {
-	x, err := strconv.ParseBool(v)
+	x, err := strconv.ParseBool(strings.TrimSpace(v))
 	if err != nil {
-		return err
+		return fmt.Errorf("want true or false")
 	}
 	*b = boolValue(x)
 	return nil
@@ -137,4 +138,85 @@ func (s *stringsValue) String() string {
 		return ""
 	}
 	return strings.Join(*s.p, ",")
+}
+
+// DurationVar registers a duration flag (Go syntax: 90s, 5m, 2h30m) with default def.
+func (f *FlagSet) DurationVar(p *time.Duration, name, envName string, def time.Duration, usage string) {
+	*p = def
+	f.Var((*durationValue)(p), name, envName, usage)
+}
+
+// IntVar registers an integer flag with default def.
+func (f *FlagSet) IntVar(p *int, name, envName string, def int, usage string) {
+	*p = def
+	f.Var((*intValue)(p), name, envName, usage)
+}
+
+// ListVar registers a flag that takes a comma-separated list, and may be repeated; the environment variable
+// holds a comma-separated list too. Empty items are dropped.
+func (f *FlagSet) ListVar(p *[]string, name, envName string, def []string, usage string) {
+	*p = def
+	lv := &listValue{p: p}
+	f.Var(lv, name, envName, usage)
+	// The command line replaces what the environment gave, as for every other flag.
+	lv.set = false
+}
+
+type durationValue time.Duration
+
+func (d *durationValue) Set(v string) error {
+	parsed, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("want a duration like 30s, 5m or 2h")
+	}
+	*d = durationValue(parsed)
+	return nil
+}
+func (d *durationValue) String() string {
+	if d == nil {
+		return "0s"
+	}
+	return time.Duration(*d).String()
+}
+
+type intValue int
+
+func (i *intValue) Set(v string) error {
+	parsed, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("want a whole number")
+	}
+	*i = intValue(parsed)
+	return nil
+}
+func (i *intValue) String() string {
+	if i == nil {
+		return "0"
+	}
+	return strconv.Itoa(int(*i))
+}
+
+// listValue replaces its default on the first Set, then appends.
+type listValue struct {
+	p   *[]string
+	set bool
+}
+
+func (l *listValue) Set(v string) error {
+	if !l.set {
+		*l.p = nil
+		l.set = true
+	}
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l.p = append(*l.p, item)
+		}
+	}
+	return nil
+}
+func (l *listValue) String() string {
+	if l == nil || l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
 }

@@ -27,7 +27,7 @@ func TestFlagSet(t *testing.T) {
 			env: map[string]string{"X_STR": "env", "X_LIST": "a,b"}, args: []string{"--str=cli", "--list=c", "--list=d"},
 			str: "cli", want: []string{"c", "d"}},
 		{name: "an environment value that is not valid should fail naming the variable", env: map[string]string{"X_BOOL": "maybe"},
-			err: `environment variable X_BOOL="maybe" is not a valid value of --bool: strconv.ParseBool: parsing "maybe": invalid syntax`},
+			err: `environment variable X_BOOL="maybe" is not a valid value of --bool: want true or false`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

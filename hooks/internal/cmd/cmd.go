@@ -156,21 +156,21 @@ func runCommand(ctx context.Context, name string, c *command, args []string, s S
 	opts := c.new(s)
 	fs := newFlagSet(name, env, io.Discard)
 	opts.AddFlags(fs)
-	fs.fs.Usage = func() {}
-	if err := fs.parse(args); err != nil {
+	fs.SetUsage("") // usage goes to io.Discard; --help prints it below
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(s.Out, "Usage: %s [flags] %s\n\n%s.\n\nFlags:\n", name, c.usage, capitalize(c.summary))
-			fs.printDefaults(s.Out)
+			fs.PrintDefaults(s.Out)
 			return err
 		}
 		return &UsageError{Err: fmt.Errorf("%s: %w", name, err)}
 	}
 	if as, ok := opts.(argsSetter); ok {
-		if err := as.SetArgs(fs.args()); err != nil {
+		if err := as.SetArgs(fs.Args()); err != nil {
 			return err
 		}
-	} else if len(fs.args()) > 0 {
-		return usageErrorf("%s takes no arguments, got %q", name, fs.args())
+	} else if len(fs.Args()) > 0 {
+		return usageErrorf("%s takes no arguments, got %q", name, fs.Args())
 	}
 	if err := opts.Complete(); err != nil {
 		return err

@@ -41,7 +41,7 @@ func TestFlagSetEnvironmentTwins(t *testing.T) {
 			var b bool
 			fs.DurationVar(&d, "timeout", "X_TIMEOUT", time.Minute, "how long to wait")
 			fs.BoolVar(&b, "dry-run", "X_DRY_RUN", false, "change nothing")
-			err := fs.parse(tt.args)
+			err := fs.Parse(tt.args)
 			if tt.wantErr != "" {
 				require.EqualError(t, err, tt.wantErr)
 				return
@@ -76,7 +76,7 @@ func TestFlagSetListsAndInts(t *testing.T) {
 			var n int
 			fs.ListVar(&list, "dns", "X_DNS", []string{"a"}, "names")
 			fs.IntVar(&n, "size", "X_SIZE", 256, "bits")
-			err := fs.parse(tt.args)
+			err := fs.Parse(tt.args)
 			if tt.wantErr != "" {
 				require.EqualError(t, err, tt.wantErr)
 				return

@@ -90,7 +90,7 @@ func newAgent(t *testing.T, client *fake.Clientset, node string) *agent {
 		return v, ok
 	}, &strings.Builder{})
 	a.AddFlags(fs)
-	require.NoError(t, fs.parse([]string{"--ca-configmap=" + testBundle, "--certs-dir=" + certsDir, "--host=" + agentHost,
+	require.NoError(t, fs.Parse([]string{"--ca-configmap=" + testBundle, "--certs-dir=" + certsDir, "--host=" + agentHost,
 		"--owner=connected-registry/cr", "--containerd-config=" + a.config, "--health-addr=", "--kubeconfig=" + kubeconfig}))
 	a.Events = a.events
 	a.Clock = &stepClock{t: testEpoch}
