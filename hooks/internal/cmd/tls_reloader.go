@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +25,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/connected-registry/connected-registry/hooks/internal/trust"
 )
 
 // Annotations on the trust bundle ConfigMap.
@@ -88,16 +90,8 @@ type TLSReloaderOptions struct {
 	pendingSince time.Time
 	pendingCert  []byte
 	signalled    time.Time
-	started      atomicBool
+	started      atomic.Bool
 }
-
-type atomicBool struct {
-	mu sync.Mutex
-	v  bool
-}
-
-func (b *atomicBool) set(v bool) { b.mu.Lock(); b.v = v; b.mu.Unlock() }
-func (b *atomicBool) get() bool  { b.mu.Lock(); defer b.mu.Unlock(); return b.v }
 
 // AddFlags registers the flags.
 func (o *TLSReloaderOptions) AddFlags(fs *FlagSet) {
@@ -145,7 +139,7 @@ func (o *TLSReloaderOptions) Run(ctx context.Context, out io.Writer) error {
 		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/started", func(w http.ResponseWriter, _ *http.Request) {
-			if !o.started.get() {
+			if !o.started.Load() {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				fmt.Fprintf(w, "waiting for Secret %s\n", o.Secret)
 				return
@@ -194,7 +188,7 @@ func (o *TLSReloaderOptions) Sync(ctx context.Context) (string, error) {
 	// in the bundle, a renewal from a new CA waits anyway.
 	pubErr := o.PublishBundle(ctx, s.Data[BundleKey])
 	if o.TLSDir == "" {
-		o.started.set(true)
+		o.started.Store(true)
 		return "", pubErr
 	}
 	msg, err := o.Reload(ctx, s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
@@ -253,7 +247,7 @@ func (o *TLSReloaderOptions) Reload(ctx context.Context, certPEM, keyPEM []byte)
 		if err := o.write(certFile, keyFile, certPEM, keyPEM); err != nil {
 			return "", err
 		}
-		o.started.set(true)
+		o.started.Store(true)
 		return fmt.Sprintf("wrote the certificate (serial %s, expires %s) for the registry's start", leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339)), nil
 	case !bytes.Equal(written, certPEM) || !bytes.Equal(writtenKey, keyPEM):
 		// The wait belongs to this certificate: another one that replaces it in the Secret waits afresh.
@@ -275,7 +269,7 @@ func (o *TLSReloaderOptions) Reload(ctx context.Context, certPEM, keyPEM []byte)
 		// The Secret holds what is written: nothing waits.
 		o.pendingSince, o.pendingCert = time.Time{}, nil
 	}
-	o.started.set(true)
+	o.started.Store(true)
 	// The registry serves what it read when it started; restart it when that is not what is written.
 	served, err := o.served()
 	if err != nil || served.SerialNumber.Cmp(leaf.SerialNumber) == 0 && bytes.Equal(served.Raw, leaf.Raw) {
@@ -301,10 +295,10 @@ func (o *TLSReloaderOptions) Reload(ctx context.Context, certPEM, keyPEM []byte)
 func (o *TLSReloaderOptions) write(certFile, keyFile string, certPEM, keyPEM []byte) error {
 	// The key first: a registry starting in between finds the old pair or a mismatch it refuses, never serves
 	// a half-written file.
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := trust.WriteFileAtomic(keyFile, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(certFile, certPEM, 0o644)
+	return trust.WriteFileAtomic(certFile, certPEM, 0o644)
 }
 
 // trusted tells whether every node of the trust agent's DaemonSet has acknowledged a bundle that verifies leaf.
@@ -392,29 +386,6 @@ func parseLeaf(certPEM []byte) (*x509.Certificate, error) {
 		return nil, errors.New("tls.crt holds no PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)
-}
-
-// writeFileAtomic writes a temporary file next to path and renames it over path.
-func writeFileAtomic(path string, content []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.Write(content)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // ackBundle records on the bundle ConfigMap that node has installed the bundle with fingerprint fp.

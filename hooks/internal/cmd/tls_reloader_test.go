@@ -249,12 +249,12 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		// Two nodes run the agent and none has acknowledged anything yet: the first start must not wait.
 		client := fake.NewClientset(tlsSecretOf(ca, leaf), bundleOf(nil, nil), agentDaemonSet(2))
 		r := newReloader(t, client)
-		require.False(t, r.started.get(), "the startup probe fails before a certificate is written")
+		require.False(t, r.started.Load(), "the startup probe fails before a certificate is written")
 
 		msg, err := r.Sync(context.Background())
 		require.NoError(t, err)
 		require.Equal(t, wroteMsg(leaf), msg)
-		require.True(t, r.started.get())
+		require.True(t, r.started.Load())
 		crt, key := r.written(t)
 		require.Equal(t, string(leaf.CertPEM), crt)
 		require.Equal(t, string(leaf.KeyPEM), key)
@@ -281,7 +281,7 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		msg, err := r.Sync(context.Background())
 		require.NoError(t, err)
 		require.Empty(t, msg)
-		require.True(t, r.started.get())
+		require.True(t, r.started.Load())
 		require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[BundleKey])
 		require.Empty(t, r.signals)
 	})
@@ -291,7 +291,7 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		r := newReloader(t, fake.NewClientset(bundleOf(nil, nil)))
 		_, err := r.Sync(context.Background())
 		require.EqualError(t, err, `reading Secret cr-connected-registry-tls: secrets "cr-connected-registry-tls" not found`)
-		require.False(t, r.started.get())
+		require.False(t, r.started.Load())
 	})
 }
 
@@ -362,7 +362,7 @@ func TestTLSReloaderPublishBundle(t *testing.T) {
 			require.Equal(t, tc.wantCalls, apiCalls(client))
 			if tc.wantErr != "" {
 				require.EqualError(t, err, tc.wantErr)
-				require.True(t, r.started.get(), "a bundle that cannot be published does not hold the registry back")
+				require.True(t, r.started.Load(), "a bundle that cannot be published does not hold the registry back")
 				if tc.bundle != nil {
 					require.Equal(t, before.Data, r.bundle(t).Data)
 				}
@@ -610,7 +610,7 @@ func TestTLSReloaderRefusesABadSecret(t *testing.T) {
 				entries, err := os.ReadDir(r.TLSDir)
 				require.NoError(t, err)
 				require.Empty(t, entries)
-				require.False(t, r.started.get())
+				require.False(t, r.started.Load())
 			})
 
 			t.Run("after the first start the written pair should be kept", func(t *testing.T) {

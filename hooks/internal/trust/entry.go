@@ -176,7 +176,7 @@ func (e *Entry) Install(caPEM []byte) ([]string, error) {
 		if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, want[name]) {
 			continue
 		}
-		if err := writeAtomic(path, want[name]); err != nil {
+		if err := WriteFileAtomic(path, want[name], 0o644); err != nil {
 			return changed, err
 		}
 		changed = append(changed, path)
@@ -276,12 +276,12 @@ func (e *Entry) writeMarker(m *marker) error {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, b) {
 		return nil
 	}
-	return writeAtomic(path, b)
+	return WriteFileAtomic(path, b, 0o644)
 }
 
-// writeAtomic writes a temporary file next to path and renames it over path, so containerd never reads half a
-// file.
-func writeAtomic(path string, content []byte) error {
+// WriteFileAtomic writes a temporary file next to path and renames it over path, so a reader (containerd, the
+// registry) never sees half a file.
+func WriteFileAtomic(path string, content []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -289,7 +289,7 @@ func writeAtomic(path string, content []byte) error {
 	tmp := f.Name()
 	_, err = f.Write(content)
 	if err == nil {
-		err = f.Chmod(0o644)
+		err = f.Chmod(mode)
 	}
 	if err == nil {
 		err = f.Sync()

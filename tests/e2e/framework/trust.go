@@ -3,7 +3,6 @@ package framework
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"math/big"
@@ -125,35 +124,6 @@ func (e *Env) ClusterLeftovers(ctx context.Context, release string) ([]string, e
 		out = append(out, "ClusterRoleBinding/"+b.Name)
 	}
 	return out, nil
-}
-
-// WaitServed waits until the registry at RegistryHost serves a certificate that verifies against caPEM and has
-// the given serial, and returns how long that took.
-func (e *Env) WaitServed(ctx context.Context, caPEM []byte, serial *big.Int, timeout time.Duration) (time.Duration, error) {
-	start := time.Now()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	progress := e.Progress("the registry to serve certificate serial " + serial.String())
-	for {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", RegistryHost, &tls.Config{RootCAs: pool, ServerName: ClusterIP})
-		if err == nil {
-			got := conn.ConnectionState().PeerCertificates[0].SerialNumber
-			conn.Close()
-			if got.Cmp(serial) == 0 {
-				return time.Since(start), nil
-			}
-			err = fmt.Errorf("serves serial %s", got)
-		}
-		if time.Since(start) > timeout {
-			return time.Since(start), fmt.Errorf("after %s: %w", timeout, err)
-		}
-		progress.Say(err.Error())
-		select {
-		case <-ctx.Done():
-			return time.Since(start), ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
 
 // Timeline records when each of its conditions first held, polling them every 100 ms from StartTimeline on, so
