@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
@@ -16,12 +17,18 @@ import (
 	"github.com/connected-registry/connected-registry/hooks/internal/parentgate"
 )
 
-// ParentGateOptions runs the parent gate: the CONNECT proxy in the registry's pod through which Distribution
-// reaches its parent, so that a silent or hung parent delays a pull of cached content by at most
-// ResponseTimeout (see package parentgate).
+// ParentGateOptions runs the parent gate in the registry's pod: the way Distribution reaches its parent, so that
+// a silent or hung parent delays a pull of cached content by at most ResponseTimeout, and concurrent pulls of a
+// blob the cache lacks fetch it once (see package parentgate).
 type ParentGateOptions struct {
-	// Listen is the address the registry's HTTPS_PROXY names; keep it on loopback.
+	// Listen is the address the registry's remoteurl and HTTPS_PROXY name; keep it on loopback.
 	Listen string
+	// Parent is the parent's URL; empty makes the gate a CONNECT proxy only.
+	Parent string
+	// ParentHTTP2 lets the gate speak HTTP/2 to the parent.
+	ParentHTTP2 bool
+	// SpoolDir holds the blobs fetched for concurrent requests while they stream.
+	SpoolDir string
 	// ResponseTimeout, DialTimeout and Cooldown are parentgate.Gate's.
 	ResponseTimeout, DialTimeout, Cooldown time.Duration
 	// UpstreamProxy and NoProxy send the gate's own traffic through an outbound proxy, as HTTPS_PROXY and
@@ -34,7 +41,12 @@ type ParentGateOptions struct {
 // AddFlags registers the flags.
 func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.Listen, "listen", "CONNECTED_REGISTRY_GATE_LISTEN", "127.0.0.1:3128",
-		"address to accept the registry's CONNECT requests on; keep it on loopback, inside the pod")
+		"address to accept the registry's requests on; keep it on loopback, inside the pod")
+	fs.StringVar(&o.Parent, "parent", "CONNECTED_REGISTRY_GATE_PARENT", "",
+		"the parent registry's https:// URL; requests other than CONNECT are forwarded to it, and concurrent fetches of one blob share one; empty: CONNECT only")
+	fs.BoolVar(&o.ParentHTTP2, "parent-http2", "CONNECTED_REGISTRY_GATE_PARENT_HTTP2", false, "speak HTTP/2 to the parent when it offers it")
+	fs.StringVar(&o.SpoolDir, "spool-dir", "CONNECTED_REGISTRY_GATE_SPOOL_DIR", os.TempDir(),
+		"directory for blobs fetched for concurrent requests, as unlinked files while they stream")
 	fs.DurationVar(&o.ResponseTimeout, "response-timeout", "CONNECTED_REGISTRY_GATE_RESPONSE_TIMEOUT", 1500*time.Millisecond,
 		"how long the registry's bytes may stay unanswered by the parent (TLS handshake, each request) before the gate cuts the connection")
 	fs.DurationVar(&o.DialTimeout, "dial-timeout", "CONNECTED_REGISTRY_GATE_DIAL_TIMEOUT", 1500*time.Millisecond,
@@ -59,6 +71,12 @@ func (o *ParentGateOptions) Complete() error {
 	if o.Cooldown < 0 {
 		return usageErrorf("--cooldown must not be negative, got %s", o.Cooldown)
 	}
+	if o.Parent != "" {
+		u, err := url.Parse(o.Parent)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+			return usageErrorf("--parent %q is not the https:// (or http://) URL of a registry, without credentials or query", o.Parent)
+		}
+	}
 	if o.UpstreamProxy != "" {
 		u, err := url.Parse(o.UpstreamProxy)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -75,6 +93,8 @@ func (o *ParentGateOptions) Complete() error {
 func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 	proxyFor := (&httpproxy.Config{HTTPSProxy: o.UpstreamProxy, NoProxy: o.NoProxy}).ProxyFunc()
 	g := &parentgate.Gate{
+		HTTP2:           o.ParentHTTP2,
+		SpoolDir:        o.SpoolDir,
 		ResponseTimeout: o.ResponseTimeout,
 		DialTimeout:     o.DialTimeout,
 		Cooldown:        o.Cooldown,
@@ -83,13 +103,16 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 		},
 		Log: slog.New(slog.NewTextHandler(o.Log, nil)),
 	}
+	if o.Parent != "" {
+		g.Parent, _ = url.Parse(o.Parent)
+	}
 	l, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on --listen %s: %w", o.Listen, err)
 	}
 	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "parent gate listening on %s: response timeout %s, dial timeout %s, cooldown %s, outbound proxy %q\n",
-		l.Addr(), o.ResponseTimeout, o.DialTimeout, o.Cooldown, o.UpstreamProxy)
+	fmt.Fprintf(out, "parent gate listening on %s: parent %q, response timeout %s, dial timeout %s, cooldown %s, outbound proxy %q\n",
+		l.Addr(), o.Parent, o.ResponseTimeout, o.DialTimeout, o.Cooldown, o.UpstreamProxy)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

@@ -3,8 +3,10 @@ package cmd_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +34,11 @@ func TestParentGateCommandLine(t *testing.T) {
 			name:    "a zero response timeout should be a usage error naming the flag",
 			args:    []string{"hooks", "parent-gate", "--response-timeout", "0s"},
 			wantErr: "--response-timeout must be positive, got 0s",
+		},
+		{
+			name:    "a parent that is not a registry URL should be a usage error naming the flag",
+			args:    []string{"hooks", "parent-gate", "--parent", "parent.example:443"},
+			wantErr: `--parent "parent.example:443" is not the https:// (or http://) URL of a registry, without credentials or query`,
 		},
 		{
 			name:    "an outbound proxy from HTTPS_PROXY that is not a URL should be a usage error",
@@ -74,18 +81,28 @@ func TestParentGateServesUntilCanceled(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
+	parent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "parent saw "+r.URL.Path)
+	}))
+	defer parent.Close()
+
 	ctx, cancel := context.WithCancel(context.Background())
 	var out lockedBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- cmd.Execute(ctx, []string{"hooks", "parent-gate", "--listen", addr, "--response-timeout", "200ms"},
-			cmd.Streams{In: strings.NewReader(""), Out: &out, Err: &out}, envMap(nil))
+			cmd.Streams{In: strings.NewReader(""), Out: &out, Err: &out}, envMap(map[string]string{"CONNECTED_REGISTRY_GATE_PARENT": parent.URL}))
 	}()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "parent gate listening on "+addr) }, 10*time.Second, 10*time.Millisecond)
-	resp, err := http.Get("http://" + addr + "/")
+	resp, err := http.Get("http://" + addr + "/v2/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "parent saw /v2/", string(body), "the gate forwards the registry API to the parent")
+	resp, err = http.Post("http://"+addr+"/v2/", "text/plain", nil)
 	require.NoError(t, err)
 	resp.Body.Close()
-	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the gate only tunnels CONNECT")
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the gate only reads from the parent")
 	cancel()
 	select {
 	case err := <-done:

@@ -1,16 +1,23 @@
-// Package parentgate is an HTTP CONNECT proxy that the registry reaches its parent through, so that a parent
-// which stops answering costs the registry a bounded, short wait.
+// Package parentgate is the registry's way to its parent: a reverse proxy for the parent's registry API that
+// fetches each blob once however many requests want it at the same time, and an HTTP CONNECT proxy for
+// everything else the registry reaches over TLS (the parent's token realm). Both bound what a silent parent
+// costs.
 //
 // Distribution's pull-through proxy asks the parent for every tag it serves and falls back to its cache only
 // when that request fails. It uses Go's default HTTP transport, whose timeouts are fixed in code: a parent that
 // accepts connections and never answers holds every tag pull for the 10 s TLS handshake timeout, and a parent
 // that hangs while the registry holds a keep-alive connection to it holds them until the client gives up.
-// Nothing in Distribution's configuration changes that. The gate sits in the registry's pod as its HTTPS_PROXY
-// and watches each tunnel: when the registry has sent bytes the parent has not answered within ResponseTimeout,
-// and the parent has sent nothing on any tunnel for as long, it cuts the tunnel, and for Cooldown refuses new
-// tunnels to that parent at once, so the registry serves its cache without waiting. A parent that is busy,
-// streaming other responses while this one is slow to start, is not silent and keeps its tunnels. TLS stays end
-// to end: the gate never sees the content.
+// Nothing in Distribution's configuration changes that. The gate watches every connection it opens to the
+// parent: when bytes it sent stay unanswered for ResponseTimeout, and the parent has sent nothing on any
+// connection for as long, it cuts the connection, and for Cooldown refuses new connections to that parent at
+// once, so the registry serves its cache without waiting. A parent that is busy, streaming other responses
+// while this one is slow to start, is not silent and keeps its connections.
+//
+// Distribution also fetches a blob from the parent once per concurrent request: only the first request stores
+// it, every other one streams its own copy (proxyBlobStore.ServeBlob). Ten sites' nodes pulling one new image
+// at once cost the uplink ten copies. With Parent set, the registry's remoteurl names the gate on the pod's
+// loopback, in plain HTTP; the gate speaks TLS to the parent and lets concurrent GETs of one blob share one
+// fetch, spooled to an unlinked file that every request streams from as the bytes arrive.
 package parentgate
 
 import (
@@ -30,27 +37,41 @@ import (
 	"time"
 )
 
-// Gate is the CONNECT proxy. Its zero value is not usable; fill the durations.
+// Gate is the proxy. Its zero value is not usable; fill the durations.
 type Gate struct {
-	// ResponseTimeout is how long bytes from the registry may stay unanswered by the parent, from the TLS
-	// handshake to every request on a kept-alive connection. A response that has begun may take as long as it
-	// takes: only silence after the registry spoke counts.
+	// Parent is the parent registry's URL (https://host[:port]). When set, requests other than CONNECT are
+	// forwarded to it; when nil they are refused.
+	Parent *url.URL
+	// TLSConfig is used for connections to Parent; nil verifies it against the system roots (SSL_CERT_FILE).
+	TLSConfig *tls.Config
+	// HTTP2 lets the gate speak HTTP/2 to Parent.
+	HTTP2 bool
+	// SpoolDir holds blobs fetched for concurrent requests, as unlinked files; empty is os.TempDir().
+	SpoolDir string
+
+	// ResponseTimeout is how long bytes sent to the parent may stay unanswered, from the TLS handshake to every
+	// request on a kept-alive connection. A response that has begun may take as long as it takes: only silence
+	// after the gate spoke counts.
 	ResponseTimeout time.Duration
 	// DialTimeout bounds connecting to the parent (or to the outbound proxy).
 	DialTimeout time.Duration
-	// Cooldown is how long the gate refuses new tunnels to a parent it found silent or unreachable, before it
-	// lets one try again.
+	// Cooldown is how long the gate refuses new connections to a parent it found silent or unreachable, before
+	// it lets one try again.
 	Cooldown time.Duration
 	// Upstream returns the outbound proxy for a target host:port, nil to dial it directly (as
 	// http.ProxyFromEnvironment does for the registry without the gate).
 	Upstream func(target string) (*url.URL, error)
-	// Log receives one line per tunnel that was cut or refused.
+	// Log receives a line when a parent is found silent or unreachable, and one per blob fetch shared.
 	Log *slog.Logger
 
-	mu   sync.Mutex
-	down map[string]time.Time     // target → refused until
-	seen map[string]*atomic.Int64 // target → unix nanos of the last bytes the parent sent on any tunnel
-	now  func() time.Time
+	mu      sync.Mutex
+	flights map[string]*flight       // blob requests in flight to Parent, by flightKey
+	down    map[string]time.Time     // target → refused until
+	seen    map[string]*atomic.Int64 // target → unix nanos of the last bytes the parent sent on any connection
+	now     func() time.Time
+
+	clientOnce sync.Once
+	client     *http.Client
 }
 
 // lastSeen returns the clock of the last bytes target sent on any tunnel.
@@ -68,10 +89,15 @@ func (g *Gate) lastSeen(target string) *atomic.Int64 {
 	return c
 }
 
-// ServeHTTP tunnels CONNECT requests and refuses everything else.
+// ServeHTTP tunnels CONNECT requests and, with Parent set, forwards the registry's other requests to the
+// parent (see forward).
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodConnect {
-		http.Error(w, "the parent gate only tunnels CONNECT requests", http.StatusMethodNotAllowed)
+		if g.Parent == nil {
+			http.Error(w, "the parent gate only tunnels CONNECT requests", http.StatusMethodNotAllowed)
+			return
+		}
+		g.forward(w, r)
 		return
 	}
 	target := r.Host
@@ -79,16 +105,14 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("CONNECT target %q is not host:port", target), http.StatusBadRequest)
 		return
 	}
-	if until, ok := g.isDown(target); ok {
-		http.Error(w, fmt.Sprintf("parent %s did not answer; the gate refuses tunnels to it until %s", target, until.Format(time.RFC3339)), http.StatusServiceUnavailable)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), g.DialTimeout)
-	up, err := g.dial(ctx, target)
-	cancel()
+	up, err := g.connect(r.Context(), target)
 	if err != nil {
-		g.markDown(target, "connecting failed: "+err.Error())
-		http.Error(w, fmt.Sprintf("connecting to parent %s: %v", target, err), http.StatusBadGateway)
+		var down *downError
+		if errors.As(err, &down) {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
 	hj, ok := w.(http.Hijacker)
@@ -113,71 +137,111 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n := rw.Reader.Buffered(); n > 0 {
 		pending, _ = rw.Reader.Peek(n)
 	}
-	g.tunnel(target, client, up, pending)
+	tunnel(client, up, pending)
 }
 
-// tunnel copies both ways until either side ends or the parent is silent: the registry's bytes on this tunnel
-// unanswered for ResponseTimeout, and nothing from the parent on any tunnel for as long.
-func (g *Gate) tunnel(target string, client, up net.Conn, pending []byte) {
-	var unanswered atomic.Int64 // unix nanos of the oldest registry bytes the parent has not answered; 0: none
-	seen := g.lastSeen(target)
-	now := g.clock()
-	done := make(chan struct{})
-	var once sync.Once
-	closeBoth := func() { once.Do(func() { close(done); client.Close(); up.Close() }) }
+// downError is the refusal of a parent the gate found silent or unreachable less than Cooldown ago.
+type downError struct {
+	target string
+	until  time.Time
+}
 
+func (e *downError) Error() string {
+	return fmt.Sprintf("parent %s did not answer; the gate refuses connections to it until %s", e.target, e.until.Format(time.RFC3339))
+}
+
+// connect opens a watched connection to target (host:port), or refuses at once while target is down.
+func (g *Gate) connect(ctx context.Context, target string) (net.Conn, error) {
+	if until, ok := g.isDown(target); ok {
+		return nil, &downError{target: target, until: until}
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.DialTimeout)
+	defer cancel()
+	up, err := g.dial(ctx, target)
+	if err != nil {
+		g.markDown(target, "connecting failed: "+err.Error())
+		return nil, fmt.Errorf("connecting to parent %s: %w", target, err)
+	}
+	return g.watch(target, up), nil
+}
+
+// tunnel copies both ways until either side ends; up is watched, and cut when the parent is silent.
+func tunnel(client, up net.Conn, pending []byte) {
+	var once sync.Once
+	closeBoth := func() { once.Do(func() { client.Close(); up.Close() }) }
+	defer closeBoth()
 	if len(pending) > 0 {
-		unanswered.Store(now().UnixNano())
 		if _, err := up.Write(pending); err != nil {
-			closeBoth()
 			return
 		}
 	}
 	go func() { // registry → parent
 		defer closeBoth()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := client.Read(buf)
-			if n > 0 {
-				unanswered.CompareAndSwap(0, now().UnixNano())
-				if _, werr := up.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
+		_, _ = io.CopyBuffer(writerOnly{up}, readerOnly{client}, make([]byte, 32<<10))
 	}()
-	go func() { // parent → registry
-		defer closeBoth()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := up.Read(buf)
-			if n > 0 {
-				unanswered.Store(0)
-				seen.Store(now().UnixNano())
-				if _, werr := client.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	tick := time.NewTicker(max(g.ResponseTimeout/8, time.Millisecond))
+	// parent → registry
+	_, _ = io.CopyBuffer(writerOnly{client}, readerOnly{up}, make([]byte, 64<<10))
+}
+
+// readerOnly and writerOnly hide ReaderFrom and WriterTo, so copies go through the watched Read and Write.
+type readerOnly struct{ io.Reader }
+type writerOnly struct{ io.Writer }
+
+// watchedConn is a connection to a parent that the gate cuts when the parent is silent: bytes written to it
+// unanswered for ResponseTimeout, from the TLS handshake to every request on a kept-alive connection, while
+// the parent sent nothing on any connection for as long. A response that has begun may take as long as it
+// takes: only silence after the registry spoke counts.
+type watchedConn struct {
+	net.Conn
+	g          *Gate
+	target     string
+	now        func() time.Time
+	seen       *atomic.Int64 // unix nanos of the last bytes target sent on any connection
+	unanswered atomic.Int64  // unix nanos of the oldest bytes written that target has not answered; 0: none
+	closed     chan struct{}
+	once       sync.Once
+}
+
+func (g *Gate) watch(target string, c net.Conn) *watchedConn {
+	w := &watchedConn{Conn: c, g: g, target: target, now: g.clock(), seen: g.lastSeen(target), closed: make(chan struct{})}
+	go w.watch()
+	return w
+}
+
+func (w *watchedConn) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		w.unanswered.CompareAndSwap(0, w.now().UnixNano())
+	}
+	return w.Conn.Write(p)
+}
+
+func (w *watchedConn) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		w.unanswered.Store(0)
+		w.seen.Store(w.now().UnixNano())
+	}
+	return n, err
+}
+
+func (w *watchedConn) Close() error {
+	w.once.Do(func() { close(w.closed) })
+	return w.Conn.Close()
+}
+
+func (w *watchedConn) watch() {
+	tick := time.NewTicker(max(w.g.ResponseTimeout/8, time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
-		case <-done:
+		case <-w.closed:
 			return
 		case <-tick.C:
-			t := now()
-			since := unanswered.Load()
-			if since != 0 && t.Sub(time.Unix(0, since)) > g.ResponseTimeout && t.Sub(time.Unix(0, seen.Load())) > g.ResponseTimeout {
-				g.markDown(target, fmt.Sprintf("no answer within %s", g.ResponseTimeout))
-				closeBoth()
+			t := w.now()
+			since := w.unanswered.Load()
+			if since != 0 && t.Sub(time.Unix(0, since)) > w.g.ResponseTimeout && t.Sub(time.Unix(0, w.seen.Load())) > w.g.ResponseTimeout {
+				w.g.markDown(w.target, fmt.Sprintf("no answer within %s", w.g.ResponseTimeout))
+				w.Close()
 				return
 			}
 		}
