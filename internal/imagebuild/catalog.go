@@ -88,11 +88,13 @@ func ProjectImages(root, version string, platforms []v1.Platform) ([]Image, erro
 				Dir:       root,
 				Binary:    "/hooks",
 				Platforms: platforms,
+				// The parent gate speaks TLS to the parent: a public registry needs the public roots.
+				CACertificates: true,
 				Labels: map[string]string{
 					LabelSource:      SourceURL,
 					LabelVersion:     version,
 					LabelTitle:       "connected-registry hooks",
-					LabelDescription: "Pre-install checks, certificate generation, the trust agent and the registry's credential helper of the connected-registry chart.",
+					LabelDescription: "Pre-install checks, certificate generation, the trust agent, the parent gate and the registry's credential helper of the connected-registry chart.",
 				},
 			},
 		},

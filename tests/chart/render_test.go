@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/connected-registry/connected-registry/internal/chartrender"
 )
@@ -271,9 +272,7 @@ func TestParentFromConnectionString(t *testing.T) {
 			cs := "ConnectedRegistryName=edge1;SyncTokenName=tok;SyncTokenPassword=pw;ParentGatewayEndpoint=" + tc.endpoint + ";ParentEndpointProtocol=" + tc.protocol
 			res, err := render(t, with(map[string]any{"connectionString": cs}))
 			require.NoError(t, err)
-			cm, ok := res.Find("ConfigMap", "cr-connected-registry-config")
-			require.True(t, ok)
-			require.Contains(t, cm.YAML, `remoteurl: "`+tc.want+`"`)
+			require.Equal(t, tc.want, parentURL(t, res))
 		})
 	}
 }
@@ -293,9 +292,7 @@ func TestParentOverrideAndProxy(t *testing.T) {
 	}
 	res, err := render(t, vals, chartrender.CertManagerAPIVersion)
 	require.NoError(t, err)
-	cm, ok := res.Find("ConfigMap", "cr-connected-registry-config")
-	require.True(t, ok)
-	require.Contains(t, cm.YAML, `remoteurl: "https://parent.example.internal:8443"`)
+	require.Equal(t, "https://parent.example.internal:8443", parentURL(t, res))
 	ca, ok := res.Find("ConfigMap", "cr-connected-registry-parent-ca")
 	require.True(t, ok, "the parent CA bundle is rendered")
 	bundle := ca.Object["data"].(map[string]any)["ca.crt"].(string)
@@ -309,6 +306,93 @@ func TestParentOverrideAndProxy(t *testing.T) {
 	require.Contains(t, d.YAML, `value: "http://proxy.example.internal:3128"`)
 	require.Contains(t, d.YAML, `value: "corp.example.internal,10.96.0.50,10.96.0.0/16,localhost,127.0.0.1,.svc,.svc.cluster.local,kubernetes.default"`)
 	require.Contains(t, d.YAML, `connected-registry.io/arc-cluster-region: "westus2"`)
+}
+
+// parentURL is the parent the registry reaches: through the parent gate's --parent when its remoteurl is the
+// gate.
+func parentURL(t *testing.T, res *chartrender.Result) string {
+	t.Helper()
+	remote, gate := parentPath(t, res)
+	if gate == nil || gate["--parent"] == "" {
+		return remote
+	}
+	require.Equal(t, "http://"+gate["--listen"], remote, "the registry's remoteurl must be the parent gate that forwards to the parent")
+	return gate["--parent"]
+}
+
+// parentPath returns the registry's proxy.remoteurl and the --flag=value arguments of the parent gate, nil
+// without one.
+func parentPath(t *testing.T, res *chartrender.Result) (string, map[string]string) {
+	t.Helper()
+	cm, ok := res.Find("ConfigMap", "cr-connected-registry-config")
+	require.True(t, ok)
+	var config struct {
+		Proxy struct {
+			RemoteURL string `yaml:"remoteurl"`
+		} `yaml:"proxy"`
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(cm.Object["data"].(map[string]any)["config.yml"].(string)), &config))
+	d, ok := res.Find("Deployment", "cr-connected-registry")
+	require.True(t, ok)
+	spec := d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	for _, c := range spec["initContainers"].([]any) {
+		cm := c.(map[string]any)
+		if cm["name"] != "parent-gate" {
+			continue
+		}
+		args := map[string]string{}
+		for _, a := range cm["args"].([]any) {
+			k, v, _ := strings.Cut(a.(string), "=")
+			args[k] = v
+		}
+		return config.Proxy.RemoteURL, args
+	}
+	return config.Proxy.RemoteURL, nil
+}
+
+func TestParentGateModes(t *testing.T) {
+	t.Parallel()
+	const parent = "https://contoso.azurecr.io"
+	t.Run("by default the registry should ask the gate, which forwards to the parent and shares fetches", func(t *testing.T) {
+		t.Parallel()
+		res, err := render(t, base(), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		remote, gate := parentPath(t, res)
+		require.Equal(t, "http://127.0.0.1:5128", remote)
+		require.Equal(t, map[string]string{"parent-gate": "", "--listen": "127.0.0.1:5128", "--response-timeout": "1500ms",
+			"--dial-timeout": "1500ms", "--parent": parent, "--spool-dir": "/var/spool/parent-gate"}, gate)
+		d, _ := res.Find("Deployment", "cr-connected-registry")
+		require.Contains(t, d.YAML, "- name: gate-spool\n              mountPath: /var/spool/parent-gate")
+	})
+	t.Run("with shareFetches=false the gate should only tunnel the registry's TLS", func(t *testing.T) {
+		t.Parallel()
+		res, err := render(t, with(map[string]any{"registry": map[string]any{"parent": map[string]any{"shareFetches": false}}}), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		remote, gate := parentPath(t, res)
+		require.Equal(t, parent, remote)
+		require.NotNil(t, gate)
+		require.NotContains(t, gate, "--parent")
+		d, _ := res.Find("Deployment", "cr-connected-registry")
+		require.Contains(t, d.YAML, "- name: HTTPS_PROXY\n              value: http://127.0.0.1:5128")
+		require.NotContains(t, d.YAML, "gate-spool")
+	})
+	t.Run("with responseTimeout=0s there should be no gate, and the registry should ask the parent", func(t *testing.T) {
+		t.Parallel()
+		res, err := render(t, with(map[string]any{"registry": map[string]any{"parent": map[string]any{"responseTimeout": "0s", "http2": true}}}), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		remote, gate := parentPath(t, res)
+		require.Equal(t, parent, remote)
+		require.Nil(t, gate)
+		d, _ := res.Find("Deployment", "cr-connected-registry")
+		require.NotContains(t, d.YAML, "127.0.0.1:5128")
+	})
+	t.Run("with HTTP/2 to the parent the gate should speak it", func(t *testing.T) {
+		t.Parallel()
+		res, err := render(t, with(map[string]any{"registry": map[string]any{"parent": map[string]any{"http2": true}}}), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		_, gate := parentPath(t, res)
+		require.Contains(t, gate, "--parent-http2")
+	})
 }
 
 func TestTrustDistributionNotes(t *testing.T) {

@@ -47,12 +47,19 @@ func (m *multiArch) blobs() []v1.Hash {
 // newMultiArch builds an OCI index of a linux/amd64 and a linux/arm64 image with two small random layers each.
 func newMultiArch(t *testing.T) *multiArch {
 	t.Helper()
+	return newMultiArchOf(t, 2<<10, 48<<10)
+}
+
+// newMultiArchOf builds an OCI index of a linux/amd64 and a linux/arm64 image with random layers of the sizes
+// given.
+func newMultiArchOf(t *testing.T, layerSizes ...int64) *multiArch {
+	t.Helper()
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	want := &multiArch{manifests: map[v1.Hash]imageDigests{}}
 	for _, arch := range []string{"amd64", "arm64"} {
 		img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 		var layers []v1.Layer
-		for _, size := range []int64{2 << 10, 48 << 10} {
+		for _, size := range layerSizes {
 			l, err := random.Layer(size, types.OCILayer)
 			must(t, err)
 			layers = append(layers, l)

@@ -429,7 +429,8 @@ func (p *pod) start(t *testing.T) *process {
 }
 
 // remapConfig rewrites the registry's configuration file in place: http.addr moves to 127.0.0.1:<port>,
-// every absolute path moves onto the host through the container's mounts. Nothing else changes. A path on
+// every absolute path moves onto the host through the container's mounts, the sidecars' addresses to their
+// ports here. Nothing else changes. A path on
 // no volume fails the test: on a read-only root filesystem it would not work in the cluster either.
 func (p *pod) remapConfig(t *testing.T, mounts map[string]string, path string) string {
 	t.Helper()
@@ -475,6 +476,14 @@ func (p *pod) remapConfig(t *testing.T, mounts map[string]string, path string) s
 				p.remapped[key] = n.Value
 				p.hostPath[key] = host
 				n.Value = host
+			default:
+				// An address of a native sidecar (proxy.remoteurl names the parent gate).
+				for from, to := range p.listen {
+					if strings.Contains(n.Value, from) {
+						p.remapped[key] = n.Value
+						n.Value = strings.ReplaceAll(n.Value, from, to)
+					}
+				}
 			}
 		}
 	}

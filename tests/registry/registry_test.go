@@ -244,8 +244,9 @@ func startConnectedRegistry(t *testing.T, sc scenario, parentHost, registryBin, 
 	t.Logf("timing: the connected registry answered its readiness probe %s after start", ready.Round(time.Millisecond))
 	checkRunningConfig(t, pd)
 	startLog := cr.out.String()
-	if !strings.Contains(startLog, "Registry configured as a proxy cache to https://"+parentHost) {
-		t.Fatalf("the connected registry does not say it proxies https://%s", parentHost)
+	gateURL := "http://" + pd.listen[sidecarArgs(t, res, "parent-gate")["--listen"]]
+	if !strings.Contains(startLog, "Registry configured as a proxy cache to "+gateURL) {
+		t.Fatalf("the connected registry does not say it proxies %s, the parent gate", gateURL)
 	}
 	if strings.Contains(startLog, "TTL expiration scheduler") {
 		t.Fatalf("the connected registry started a TTL expiration scheduler: cached content would expire (proxy.ttl must be 0s)")
@@ -265,8 +266,13 @@ func checkRenderedContract(t *testing.T, res *chartrender.Result, parentURL stri
 	if err := yaml.Unmarshal([]byte(config), &parsed); err != nil {
 		t.Fatalf("the rendered %s is not YAML: %v", configKey, err)
 	}
+	// The registry asks the parent gate, on the pod's loopback, which forwards to the parent.
+	gate := sidecarArgs(t, res, "parent-gate")
+	if gate["--parent"] != parentURL {
+		t.Fatalf("the parent gate forwards to --parent=%q, want %q", gate["--parent"], parentURL)
+	}
 	for key, want := range map[string]any{
-		"proxy.remoteurl":    parentURL,
+		"proxy.remoteurl":    "http://" + gate["--listen"],
 		"proxy.exec.command": "/helpers/docker-credential-connected-registry",
 		"proxy.username":     nil,
 		"proxy.password":     nil,
@@ -284,6 +290,30 @@ func checkRenderedContract(t *testing.T, res *chartrender.Result, parentURL stri
 	if strings.Contains(dep.YAML, "SyncTokenPassword") {
 		t.Fatalf("the Deployment holds the connection string")
 	}
+}
+
+// sidecarArgs returns the --flag=value arguments of the Deployment's init container name.
+func sidecarArgs(t *testing.T, res *chartrender.Result, name string) map[string]string {
+	t.Helper()
+	dep, ok := res.Find("Deployment", deploymentName)
+	if !ok {
+		t.Fatalf("the chart renders no Deployment %s", deploymentName)
+	}
+	for _, c := range sliceAt(mapAt(t, dep.Object, "spec", "template", "spec"), "initContainers") {
+		cm := c.(map[string]any)
+		if cm["name"] != name {
+			continue
+		}
+		args := map[string]string{}
+		for _, a := range stringSlice(cm["args"]) {
+			if k, v, ok := strings.Cut(a, "="); ok {
+				args[k] = v
+			}
+		}
+		return args
+	}
+	t.Fatalf("the Deployment has no init container %s", name)
+	return nil
 }
 
 // checkRunningConfig checks the settings the chart must give Distribution, in the file the registry runs.

@@ -123,6 +123,32 @@ cr.parentURL is the parent registry: registry.parent.url, else the connection st
 ACR data endpoint <name>.<region>.data.azurecr.io (.cn, .us) maps to the login server <name>.azurecr.io, as
 internal/connstring's ParentHost does for the binaries.
 */}}
+{{- /*
+How the registry reaches its parent: "" directly (the acr engine, or registry.parent.responseTimeout=0s),
+"connect" through the parent gate as its HTTPS_PROXY, "forward" with the gate as its remoteurl as well
+(registry.parent.shareFetches).
+*/}}
+{{- define "cr.parentGate" -}}
+{{- $v := include "cr.values" . | fromJson }}
+{{- if and (ne $v.registry.engine "acr") (not (regexMatch "^(0+(\\.0+)?(ms|h|m|s))+$" (toString $v.registry.parent.responseTimeout))) }}
+{{- ternary "forward" "connect" $v.registry.parent.shareFetches }}
+{{- end }}
+{{- end }}
+
+{{- /* The parent gate's address on the pod's loopback. */}}
+{{- define "cr.parentGateAddr" -}}
+127.0.0.1:5128
+{{- end }}
+
+{{- /* The registry's proxy.remoteurl: the parent, or the parent gate that forwards to it. */}}
+{{- define "cr.remoteURL" -}}
+{{- if eq (include "cr.parentGate" .) "forward" }}
+{{- printf "http://%s" (include "cr.parentGateAddr" .) }}
+{{- else }}
+{{- include "cr.parentURL" . }}
+{{- end }}
+{{- end }}
+
 {{- define "cr.parentURL" -}}
 {{- $v := include "cr.values" . | fromJson }}
 {{- if $v.registry.parent.url }}

@@ -250,7 +250,15 @@ func (b *bench) concurrent(ctx context.Context, host string, img *testImage, n i
 // runColdConcurrent has n clients pull the same image at once from a connected registry with an empty cache,
 // and counts what the parent serves.
 func (b *bench) runColdConcurrent(ctx context.Context) error {
-	v := b.o.Variants[len(b.o.Variants)-1]
+	for _, v := range b.o.ColdVariants {
+		if err := b.coldConcurrentVariant(ctx, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) coldConcurrentVariant(ctx context.Context, v variant) error {
 	for _, n := range b.o.ColdClients {
 		byImage := map[*testImage]*concurrentResult{}
 		for _, img := range b.images {
@@ -259,7 +267,7 @@ func (b *bench) runColdConcurrent(ctx context.Context) error {
 			b.res.coldConcurrent = append(b.res.coldConcurrent, r)
 		}
 		for run := 0; run < b.o.Runs; run++ {
-			b.e.logf("concurrent cold pulls: %d clients, run %d of %d", n, run+1, b.o.Runs)
+			b.e.logf("concurrent cold pulls (%s): %d clients, run %d of %d", v.name, n, run+1, b.o.Runs)
 			cr, err := b.e.startConnected(ctx, v, filepath.Join(b.o.Dir, "cr"))
 			if err != nil {
 				return err

@@ -45,8 +45,9 @@ type Options struct {
 	// PullTimeout bounds one pull; OutageTimeout bounds one pull while the parent is down.
 	PullTimeout, OutageTimeout time.Duration
 	// Variants are the chart values the connected registry runs with in the single-pull benchmark, "before"
-	// first; the concurrency benchmarks use the last. OutageVariants are those of the outage benchmark.
-	Variants, OutageVariants []variant
+	// first; the warm concurrency benchmark uses the last. ColdVariants are those of the concurrent cold-pull
+	// benchmark, OutageVariants those of the outage benchmark.
+	Variants, ColdVariants, OutageVariants []variant
 
 	extraVariants, extraOutage stringList
 	keepDir                    bool
@@ -138,6 +139,9 @@ func (o *Options) Complete() error {
 	}
 	if o.Variants == nil {
 		o.Variants = defaultVariants()
+	}
+	if o.ColdVariants == nil {
+		o.ColdVariants = defaultColdVariants()
 	}
 	if o.OutageVariants == nil {
 		o.OutageVariants = defaultOutageVariants()

@@ -435,7 +435,7 @@ func (p *pod) command() (args, env []string, err error) {
 }
 
 // remapConfig rewrites the configuration file: http.addr moves to 127.0.0.1:<port>, debug and metrics
-// listeners to free ports, absolute paths onto the host.
+// listeners to free ports, absolute paths onto the host, the sidecars' addresses to their ports here.
 func (p *pod) remapConfig(mounts map[string]string, path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -477,6 +477,11 @@ func (p *pod) remapConfig(mounts map[string]string, path string) error {
 					walkErr = errors.Join(walkErr, fmt.Errorf("configuration key %s = %s is on no volume", key, n.Value))
 				}
 				n.Value = host
+			default:
+				// An address of a native sidecar (proxy.remoteurl names the parent gate).
+				for from, to := range p.listen {
+					n.Value = strings.ReplaceAll(n.Value, from, to)
+				}
 			}
 		}
 	}

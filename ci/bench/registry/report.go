@@ -195,11 +195,13 @@ func (b *bench) report() string {
 
 	if o.has("cold") {
 		p("## Concurrent cold pulls: what the parent sends\n\n")
-		p("N clients start together and pull the same image from a connected registry with an empty cache (%s). ", o.Variants[len(o.Variants)-1].name)
+		p("N clients start together and pull the same image from a connected registry with an empty cache, ")
+		p("with the parent gate only tunnelling the registry's TLS (registry.parent.shareFetches=false, before) and with the chart's defaults, ")
+		p("where concurrent requests for a blob share one fetch. ")
 		p("The factor is the blob bytes the parent sent over the image's blob bytes; the ideal is 1×. The parent's access log ")
 		p("gives the blobs it served with 200 (counted whole) and the bytes it logged (which can miss the end of a response ")
 		p("whose HTTP/2 stream the proxy resets after reading the blob).\n\n")
-		p("| image | clients | wall median | wall p95 | per-client p95 | parent blob bytes (median) | factor median | factor max | logged bytes (median) | parent requests (median) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| variant | image | clients | wall median | wall p95 | per-client p95 | parent blob bytes (median) | factor median | factor max | logged bytes (median) | parent requests (median) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range b.res.coldConcurrent {
 			var f []float64
 			for _, n := range r.parentBlobs {
@@ -209,7 +211,7 @@ func (b *bench) report() string {
 			for i, n := range r.parentReqs {
 				reqs[i] = int64(n)
 			}
-			p("| %s | %d | %s | %s | %s | %d | %.1f× | %.1f× | %d | %d | %s |\n", r.image.label, r.clients, ms(quantile(r.wall, 0.5)), ms(quantile(r.wall, 0.95)),
+			p("| %s | %s | %d | %s | %s | %s | %d | %.1f× | %.1f× | %d | %d | %s |\n", r.variant, r.image.label, r.clients, ms(quantile(r.wall, 0.5)), ms(quantile(r.wall, 0.95)),
 				ms(quantile(r.latencies, 0.95)), quantile(r.parentBlobs, 0.5), quantile(f, 0.5), quantile(f, 1), quantile(r.parentLogged, 0.5),
 				quantile(reqs, 0.5), errSummary(r.errs))
 		}

@@ -5,6 +5,7 @@ package main
 var (
 	http2Before = []string{"registry.http2=true", "registry.parent.http2=true"}
 	noGate      = "registry.parent.responseTimeout=0s"
+	noShare     = "registry.parent.shareFetches=false"
 )
 
 // defaultVariants are the connected-registry configurations of the single-pull benchmark, the chart's
@@ -21,6 +22,14 @@ func defaultVariants() []variant {
 func defaultOutageVariants() []variant {
 	return []variant{
 		{name: "before: no parent gate", set: []string{noGate}},
+		{name: "chart defaults"},
+	}
+}
+
+// defaultColdVariants are those of the concurrent cold-pull benchmark: without and with shared fetches.
+func defaultColdVariants() []variant {
+	return []variant{
+		{name: "before: the gate only tunnels", set: []string{noShare}},
 		{name: "chart defaults"},
 	}
 }

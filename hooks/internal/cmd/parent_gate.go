@@ -29,6 +29,8 @@ type ParentGateOptions struct {
 	ParentHTTP2 bool
 	// SpoolDir holds the blobs fetched for concurrent requests while they stream.
 	SpoolDir string
+	// Linger is parentgate.Gate's.
+	Linger time.Duration
 	// ResponseTimeout, DialTimeout and Cooldown are parentgate.Gate's.
 	ResponseTimeout, DialTimeout, Cooldown time.Duration
 	// UpstreamProxy and NoProxy send the gate's own traffic through an outbound proxy, as HTTPS_PROXY and
@@ -47,6 +49,8 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 	fs.BoolVar(&o.ParentHTTP2, "parent-http2", "CONNECTED_REGISTRY_GATE_PARENT_HTTP2", false, "speak HTTP/2 to the parent when it offers it")
 	fs.StringVar(&o.SpoolDir, "spool-dir", "CONNECTED_REGISTRY_GATE_SPOOL_DIR", os.TempDir(),
 		"directory for blobs fetched for concurrent requests, as unlinked files while they stream")
+	fs.DurationVar(&o.Linger, "linger", "CONNECTED_REGISTRY_GATE_LINGER", 10*time.Second,
+		"how long a blob fetched whole stays spooled for the registry's requests that come after the fetch, while it stores the blob")
 	fs.DurationVar(&o.ResponseTimeout, "response-timeout", "CONNECTED_REGISTRY_GATE_RESPONSE_TIMEOUT", 1500*time.Millisecond,
 		"how long the registry's bytes may stay unanswered by the parent (TLS handshake, each request) before the gate cuts the connection")
 	fs.DurationVar(&o.DialTimeout, "dial-timeout", "CONNECTED_REGISTRY_GATE_DIAL_TIMEOUT", 1500*time.Millisecond,
@@ -70,6 +74,9 @@ func (o *ParentGateOptions) Complete() error {
 	}
 	if o.Cooldown < 0 {
 		return usageErrorf("--cooldown must not be negative, got %s", o.Cooldown)
+	}
+	if o.Linger < 0 {
+		return usageErrorf("--linger must not be negative, got %s", o.Linger)
 	}
 	if o.Parent != "" {
 		u, err := url.Parse(o.Parent)
@@ -95,6 +102,7 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 	g := &parentgate.Gate{
 		HTTP2:           o.ParentHTTP2,
 		SpoolDir:        o.SpoolDir,
+		Linger:          o.Linger,
 		ResponseTimeout: o.ResponseTimeout,
 		DialTimeout:     o.DialTimeout,
 		Cooldown:        o.Cooldown,

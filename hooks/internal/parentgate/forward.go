@@ -262,12 +262,14 @@ func (g *Gate) join(key string, out *http.Request) (*flight, error) {
 func (g *Gate) leave(key string, f *flight) {
 	g.mu.Lock()
 	f.readers--
-	last := f.readers == 0
-	if last && g.flights[key] == f {
+	f.mu.Lock()
+	stop := f.readers == 0 && !f.done
+	f.mu.Unlock()
+	if stop && g.flights[key] == f {
 		delete(g.flights, key)
 	}
 	g.mu.Unlock()
-	if last {
+	if stop {
 		f.cancel()
 	}
 	f.release()
@@ -285,19 +287,29 @@ func (g *Gate) fetch(key string, f *flight, out *http.Request) {
 	f.mu.Lock()
 	f.done, f.err = true, err
 	f.cond.Broadcast()
+	linger := err == nil && f.status == http.StatusOK && g.Linger > 0
 	f.mu.Unlock()
-
-	g.mu.Lock()
-	if g.flights[key] == f {
-		delete(g.flights, key)
-	}
-	served := f.served
-	g.mu.Unlock()
 	f.cancel()
-	if served > 1 && g.Log != nil {
-		g.Log.Info("one fetch from the parent served concurrent requests", "path", out.URL.Path, "requests", served, "bytes", f.size, "error", err)
+
+	end := func() {
+		g.mu.Lock()
+		if g.flights[key] == f {
+			delete(g.flights, key)
+		}
+		served := f.served
+		g.mu.Unlock()
+		if served > 1 && g.Log != nil {
+			g.Log.Info("one fetch from the parent served concurrent requests", "path", out.URL.Path, "requests", served, "bytes", f.size, "error", err)
+		}
+		f.release()
 	}
-	f.release()
+	if !linger {
+		end()
+		return
+	}
+	// The registry stores the blob only after its first request has streamed all of it: until then, its other
+	// requests for the blob come here. They get the spooled copy.
+	time.AfterFunc(g.Linger, end)
 }
 
 func (g *Gate) spool(f *flight, out *http.Request) error {

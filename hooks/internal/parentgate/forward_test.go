@@ -120,6 +120,39 @@ func TestForward(t *testing.T) {
 		require.EqualValues(t, 2, gets.Load())
 	})
 
+	t.Run("a request that comes while a fetched blob lingers should get the spooled copy; after that, the parent's", func(t *testing.T) {
+		t.Parallel()
+		content, path := blob(1 << 20)
+		var gets atomic.Int32
+		parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			gets.Add(1)
+			if r.URL.Path != path {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(content)
+		}))
+		defer parent.Close()
+		g, gate := forwardingGate(t, parent)
+		g.Linger = time.Hour
+
+		for range 3 {
+			_, body, err := getWith(t, gate+path, nil)
+			require.NoError(t, err)
+			require.Equal(t, content, body)
+		}
+		require.EqualValues(t, 1, gets.Load(), "requests after the fetch, while it lingers, should not ask the parent")
+
+		// An answer other than the blob does not linger.
+		_, missing := blob(1000)
+		for range 2 {
+			resp, _, err := getWith(t, gate+missing, nil)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusNotFound, resp.StatusCode)
+		}
+		require.EqualValues(t, 3, gets.Load(), "a 404 should not be kept for later requests")
+	})
+
 	t.Run("requests with other credentials, a range or a query should each ask the parent", func(t *testing.T) {
 		t.Parallel()
 		content, path := blob(1 << 20)

@@ -48,6 +48,9 @@ type Gate struct {
 	HTTP2 bool
 	// SpoolDir holds blobs fetched for concurrent requests, as unlinked files; empty is os.TempDir().
 	SpoolDir string
+	// Linger is how long a blob fetched whole stays in the spool for requests that come after the fetch ended,
+	// while the registry is still storing it.
+	Linger time.Duration
 
 	// ResponseTimeout is how long bytes sent to the parent may stay unanswered, from the TLS handshake to every
 	// request on a kept-alive connection. A response that has begun may take as long as it takes: only silence
