@@ -37,7 +37,7 @@ func TestConcurrentColdPullsFetchEachLayerOnce(t *testing.T) {
 	// 4 MB/s from the parent: a 3 MiB layer takes about 0.8 s to arrive.
 	link := startSlowLink(t, par.host, 4<<20)
 	pd, _ := startConnectedRegistry(t, sc, link, registryBin, hooksBin, ca)
-	crHost := "127.0.0.1:" + strconv.Itoa(pd.port)
+	crHost := "127.0.0.1:" + strconv.Itoa(pd.Port)
 
 	_, mark := par.proc.accessLog(0)
 	start := make(chan struct{})

@@ -86,7 +86,7 @@ func TestConformance(t *testing.T) {
 
 	// 2. The connected registry, rendered for this parent.
 	pd, _ := startConnectedRegistry(t, sc, par.host, registryBin, hooksBin, ca)
-	crHost := "127.0.0.1:" + strconv.Itoa(pd.port)
+	crHost := "127.0.0.1:" + strconv.Itoa(pd.Port)
 	checkNoReferrersAPI(t, ca, crHost, content.manifests[0])
 	_, mark := par.proc.accessLog(0)
 

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,6 +30,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/podemu"
 	"github.com/connected-registry/connected-registry/internal/testenv"
 )
 
@@ -141,10 +143,10 @@ func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *te
 	crClientHTTP := &http.Client{Transport: ca.transport(), Timeout: 5 * time.Second}
 	lap("rendering the chart and starting the connected registry")
 
-	crHost := "127.0.0.1:" + strconv.Itoa(pd.port)
+	crHost := "127.0.0.1:" + strconv.Itoa(pd.Port)
 	byTag := crHost + "/" + repo + ":" + tag
 	byDigest := crHost + "/" + repo + "@" + want.digest.String()
-	dataDir := pd.hostPath["storage.filesystem.rootdirectory"]
+	dataDir := pd.HostPath["storage.filesystem.rootdirectory"]
 	c := newClient(ca, nil)
 
 	// a) The multi-arch index pulls through with identical digests, and lands in the cache.
@@ -240,11 +242,11 @@ func startConnectedRegistry(t *testing.T, sc scenario, parentHost, registryBin, 
 	cr := pd.start(t)
 	crClientHTTP := &http.Client{Transport: ca.transport(), Timeout: 5 * time.Second}
 	ready := cr.waitReady(t, crClientHTTP, pd.readinessURL(t))
-	t.Logf("the connected registry runs the chart's %s with these container paths remapped: %s", configKey, pd.remappedKeys())
+	t.Logf("the connected registry runs the chart's %s with these container paths remapped: %s", podemu.ConfigKey, pd.RemappedKeys())
 	t.Logf("timing: the connected registry answered its readiness probe %s after start", ready.Round(time.Millisecond))
 	checkRunningConfig(t, pd)
 	startLog := cr.out.String()
-	gateURL := "http://" + pd.listen[sidecarArgs(t, res, "parent-gate")["--listen"]]
+	gateURL := "http://" + pd.Listen[sidecarArgs(t, res, "parent-gate")["--listen"]]
 	if !strings.Contains(startLog, "Registry configured as a proxy cache to "+gateURL) {
 		t.Fatalf("the connected registry does not say it proxies %s, the parent gate", gateURL)
 	}
@@ -257,14 +259,13 @@ func startConnectedRegistry(t *testing.T, sc scenario, parentHost, registryBin, 
 // checkRenderedContract checks what the test relies on in the rendered chart.
 func checkRenderedContract(t *testing.T, res *chartrender.Result, parentURL string) {
 	t.Helper()
-	cm, ok := res.Find("ConfigMap", configMapName)
-	if !ok {
-		t.Fatalf("the chart renders no ConfigMap %s", configMapName)
+	config, err := podemu.RenderedConfig(res)
+	if err != nil {
+		t.Fatal(err)
 	}
-	config, _ := mapAt(t, cm.Object, "data")[configKey].(string)
 	var parsed map[string]any
 	if err := yaml.Unmarshal([]byte(config), &parsed); err != nil {
-		t.Fatalf("the rendered %s is not YAML: %v", configKey, err)
+		t.Fatalf("the rendered %s is not YAML: %v", podemu.ConfigKey, err)
 	}
 	// The registry asks the parent gate, on the pod's loopback, which forwards to the parent.
 	gate := sidecarArgs(t, res, "parent-gate")
@@ -278,10 +279,10 @@ func checkRenderedContract(t *testing.T, res *chartrender.Result, parentURL stri
 		"proxy.password":     nil,
 	} {
 		if got := lookup(parsed, key); got != want {
-			t.Fatalf("the rendered %s has %s = %v, want %v:\n%s", configKey, key, got, want, config)
+			t.Fatalf("the rendered %s has %s = %v, want %v:\n%s", podemu.ConfigKey, key, got, want, config)
 		}
 	}
-	dep, _ := res.Find("Deployment", deploymentName)
+	dep, _ := res.Find("Deployment", podemu.DeploymentName)
 	for _, d := range res.Documents {
 		if d.Kind() == "ConfigMap" && strings.Contains(d.YAML, "SyncTokenPassword") {
 			t.Fatalf("ConfigMap %s holds the connection string", d.Name())
@@ -295,25 +296,18 @@ func checkRenderedContract(t *testing.T, res *chartrender.Result, parentURL stri
 // sidecarArgs returns the --flag=value arguments of the Deployment's init container name.
 func sidecarArgs(t *testing.T, res *chartrender.Result, name string) map[string]string {
 	t.Helper()
-	dep, ok := res.Find("Deployment", deploymentName)
-	if !ok {
-		t.Fatalf("the chart renders no Deployment %s", deploymentName)
+	c, err := podemu.Container(res, "initContainers", name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range sliceAt(mapAt(t, dep.Object, "spec", "template", "spec"), "initContainers") {
-		cm := c.(map[string]any)
-		if cm["name"] != name {
-			continue
+	raw, _ := c["args"].([]any)
+	args := map[string]string{}
+	for _, a := range raw {
+		if k, v, ok := strings.Cut(fmt.Sprint(a), "="); ok {
+			args[k] = v
 		}
-		args := map[string]string{}
-		for _, a := range stringSlice(cm["args"]) {
-			if k, v, ok := strings.Cut(a, "="); ok {
-				args[k] = v
-			}
-		}
-		return args
 	}
-	t.Fatalf("the Deployment has no init container %s", name)
-	return nil
+	return args
 }
 
 // checkRunningConfig checks the settings the chart must give Distribution, in the file the registry runs.
@@ -327,15 +321,17 @@ func checkRunningConfig(t *testing.T, pd *pod) {
 		"env CONNECTED_REGISTRY_PARENT_CREDENTIALS": "/etc/connected-registry/parent",
 		"env SSL_CERT_FILE":                         "/etc/connected-registry/parent-ca/ca.crt",
 	} {
-		if got := pd.remapped[key]; got != want {
+		if got := pd.Remapped[key]; got != want {
 			t.Errorf("%s is %q, want %q", key, got, want)
 		}
 	}
-	if pd.containerP != pd.containerPort(t, "https") {
-		t.Errorf("http.addr listens on %d but the container port named https is %d", pd.containerP, pd.containerPort(t, "https"))
+	https, err := pd.PortNamed("https")
+	must(t, err)
+	if pd.ContainerPort != https {
+		t.Errorf("http.addr listens on %d but the container port named https is %d", pd.ContainerPort, https)
 	}
 	var running map[string]any
-	must(t, yaml.Unmarshal([]byte(pd.config), &running))
+	must(t, yaml.Unmarshal([]byte(pd.Config), &running))
 	for key, want := range map[string]any{
 		"storage.maintenance.readonly.enabled": true,
 		"proxy.ttl":                            "0s",
@@ -344,9 +340,11 @@ func checkRunningConfig(t *testing.T, pd *pod) {
 			t.Errorf("the running configuration has %s = %v, want %v", key, got, want)
 		}
 	}
-	env := pd.container(t, "containers", registryContainer)
+	c, err := pd.Container("containers", podemu.RegistryContainer)
+	must(t, err)
+	env, _ := c["env"].([]any)
 	found := false
-	for _, e := range sliceAt(env, "env") {
+	for _, e := range env {
 		em := e.(map[string]any)
 		if em["name"] == "OTEL_TRACES_EXPORTER" && em["value"] == "none" {
 			found = true

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/podemu"
 	"github.com/connected-registry/connected-registry/internal/testenv"
 )
 
@@ -56,7 +57,7 @@ type env struct {
 // connected is one connected registry: the chart's pod as processes.
 type connected struct {
 	variant  variant
-	pod      *pod
+	pod      *podemu.Pod
 	proc     *process
 	sidecars []*process
 	host     string
@@ -94,7 +95,7 @@ func (e *env) httpClient() *http.Client {
 // startParent starts the parent registry, on the same port and storage when it ran before.
 func (e *env) startParent(ctx context.Context) error {
 	if e.parentHost == "" {
-		port, err := freePort()
+		port, err := podemu.FreePort()
 		if err != nil {
 			return err
 		}
@@ -139,7 +140,7 @@ func (e *env) push(img *testImage) error {
 
 // startRaw starts the raw TLS file server (this program, run as a child) over dir.
 func (e *env) startRaw(ctx context.Context, dir string) error {
-	port, err := freePort()
+	port, err := podemu.FreePort()
 	if err != nil {
 		return err
 	}
@@ -199,14 +200,14 @@ func (e *env) startConnected(ctx context.Context, v variant, dir string) (*conne
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := podemu.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	pd, err := newPod(res, dir, e.registryBin, e.hooksBin, nil, port)
+	pd, err := podemu.New(res, podemu.Options{Dir: dir, RegistryBin: e.registryBin, HooksBin: e.hooksBin, Port: port})
 	if err != nil {
 		return nil, err
 	}
@@ -216,25 +217,29 @@ func (e *env) startConnected(ctx context.Context, v variant, dir string) (*conne
 
 // start starts (or restarts) the registry process of c; the cache volume is kept.
 func (c *connected) start(ctx context.Context, e *env) error {
-	args, env, err := c.pod.command()
+	var sidecars []podemu.Command
+	registry, err := c.pod.Start(func(sc podemu.Command) error {
+		sidecars = append(sidecars, sc)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	env = append(env, c.variant.env...)
-	for _, sc := range c.pod.sidecars {
-		p, err := startProcess("sidecar "+sc.name, e.hooksBin, sc.args, sc.env)
+	env := append(registry.Env, c.variant.env...)
+	for _, sc := range sidecars {
+		p, err := startProcess("sidecar "+sc.Name, sc.Bin, sc.Args, sc.Env)
 		if err != nil {
 			return err
 		}
 		c.sidecars = append(c.sidecars, p)
 	}
-	for _, local := range c.pod.listen {
-		if err := waitListening(local, 10*time.Second); err != nil {
+	for _, local := range c.pod.Listen {
+		if err := podemu.WaitListening(local, 10*time.Second, nil); err != nil {
 			c.stop()
 			return fmt.Errorf("a sidecar of the connected registry: %w", err)
 		}
 	}
-	if c.proc, err = startProcess("connected registry ("+c.variant.name+")", e.registryBin, args, env); err != nil {
+	if c.proc, err = startProcess("connected registry ("+c.variant.name+")", registry.Bin, registry.Args, env); err != nil {
 		return err
 	}
 	if err := c.proc.waitReady(ctx, e.httpClient(), "https://"+c.host+"/"); err != nil {
@@ -253,25 +258,10 @@ func (c *connected) stop() {
 	c.sidecars = nil
 }
 
-func waitListening(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listens on %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // remove stops c and deletes its directories.
 func (c *connected) remove() {
 	c.stop()
-	_ = os.RemoveAll(c.pod.dir)
+	_ = os.RemoveAll(c.pod.Dir())
 }
 
 // waitStored waits until c's cache holds every blob of img: Distribution commits a proxied blob after it has

@@ -7,15 +7,12 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
-
-func numCPU() int { return runtime.NumCPU() }
 
 // syncBuffer collects a process's output.
 type syncBuffer struct {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/connected-registry/connected-registry/internal/podemu"
 )
 
 // Goals of issue 8.
@@ -272,7 +274,7 @@ func (b *bench) report() string {
 		p("%s\n", n)
 	}
 	if res, err := b.e.render(o.Variants[len(o.Variants)-1]); err == nil {
-		if cfg, err := renderedConfig(res); err == nil {
+		if cfg, err := podemu.RenderedConfig(res); err == nil {
 			p("\n<details><summary>The registry configuration the chart renders (%s)</summary>\n\n```yaml\n%s\n```\n</details>\n",
 				o.Variants[len(o.Variants)-1].name, strings.TrimSpace(cfg))
 		}
