@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -168,7 +169,10 @@ func (g *Gate) shared(w http.ResponseWriter, r *http.Request, key string, out *h
 	copyHeader(w.Header(), header)
 	w.WriteHeader(status)
 
-	buf := make([]byte, 256<<10)
+	// A reader of the spool of its own: from a file of its own offset the kernel sends the bytes to the registry
+	// (sendfile), without copying them through the gate.
+	src := f.reader()
+	defer src.Close()
 	var off, flushed int64
 	rc := http.NewResponseController(w)
 	for {
@@ -191,14 +195,16 @@ func (g *Gate) shared(w http.ResponseWriter, r *http.Request, key string, out *h
 		case r.Context().Err() != nil:
 			return
 		case off < size:
-			n, err := f.spool.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					return
+			n, err := io.Copy(w, io.LimitReader(src, size-off))
+			off += n
+			if err != nil {
+				if r.Context().Err() == nil && n == 0 {
+					panic(http.ErrAbortHandler)
 				}
-				off += int64(n)
+				return
 			}
-			if err != nil && !errors.Is(err, io.EOF) {
+			if n == 0 {
+				// The spool holds fewer bytes than it said: never expected, but do not spin.
 				panic(http.ErrAbortHandler)
 			}
 		case done && ferr != nil:
@@ -208,6 +214,15 @@ func (g *Gate) shared(w http.ResponseWriter, r *http.Request, key string, out *h
 			return
 		}
 	}
+}
+
+// reader returns a reader of the spool from its start: a file of its own offset where /proc/self/fd lets the
+// gate open the unlinked spool again, else a section reader over the shared file.
+func (f *flight) reader() io.ReadCloser {
+	if rf, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.spool.Fd())); err == nil {
+		return rf
+	}
+	return io.NopCloser(io.NewSectionReader(f.spool, 0, math.MaxInt64))
 }
 
 // forwardAlone forwards out and streams its answer, unshared.
@@ -325,7 +340,15 @@ func (g *Gate) spool(f *flight, out *http.Request) error {
 
 	buf := make([]byte, 256<<10)
 	for {
-		n, rerr := resp.Body.Read(buf)
+		// A TLS record is 16 KiB at most: gather a few before spooling, so readers wake and write in larger
+		// pieces. On a slow link this holds bytes back for the time 64 KiB takes to arrive.
+		var n int
+		var rerr error
+		for n < 64<<10 && rerr == nil {
+			var m int
+			m, rerr = resp.Body.Read(buf[n:])
+			n += m
+		}
 		if n > 0 {
 			if _, err := f.spool.Write(buf[:n]); err != nil {
 				return fmt.Errorf("spooling the blob: %w", err)

@@ -201,42 +201,46 @@ func TestForward(t *testing.T) {
 		require.EqualValues(t, 5, gets.Load())
 	})
 
-	t.Run("a parent that breaks off a blob should break off every request that shares it", func(t *testing.T) {
-		t.Parallel()
-		content, path := blob(64 << 10)
-		release := make(chan struct{})
-		parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Length", strconv.Itoa(len(content)))
-			w.Write(content[:1000])
-			w.(http.Flusher).Flush()
-			<-release
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				conn.Close()
-			}
-		}))
-		defer parent.Close()
-		g, gate := forwardingGate(t, parent)
-
-		errs := make(chan error, 3)
-		for range 3 {
-			go func() {
-				_, body, err := getWith(t, gate+path, nil)
-				if err == nil {
-					err = fmt.Errorf("a complete answer of %d bytes", len(body))
+	for _, length := range []bool{true, false} {
+		t.Run(fmt.Sprintf("a parent that breaks off a blob should break off every request that shares it (content length %t)", length), func(t *testing.T) {
+			t.Parallel()
+			content, path := blob(64 << 10)
+			release := make(chan struct{})
+			parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if length {
+					w.Header().Set("Content-Length", strconv.Itoa(len(content)))
 				}
-				errs <- err
-			}()
-		}
-		require.Eventually(t, func() bool { return g.readersOf(path) == 3 }, 10*time.Second, 5*time.Millisecond)
-		close(release)
-		for range 3 {
-			// Cut before or after its header went out: either way no request ends as if the blob were whole.
-			err := <-errs
-			require.Error(t, err)
-			require.NotContains(t, err.Error(), "a complete answer")
-		}
-	})
+				w.Write(content[:1000])
+				w.(http.Flusher).Flush()
+				<-release
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+			}))
+			defer parent.Close()
+			g, gate := forwardingGate(t, parent)
+
+			errs := make(chan error, 3)
+			for range 3 {
+				go func() {
+					_, body, err := getWith(t, gate+path, nil)
+					if err == nil {
+						err = fmt.Errorf("a complete answer of %d bytes", len(body))
+					}
+					errs <- err
+				}()
+			}
+			require.Eventually(t, func() bool { return g.readersOf(path) == 3 }, 10*time.Second, 5*time.Millisecond)
+			close(release)
+			for range 3 {
+				// Cut before or after its header went out: either way no request ends as if the blob were whole.
+				err := <-errs
+				require.Error(t, err)
+				require.NotContains(t, err.Error(), "a complete answer")
+			}
+		})
+	}
 
 	t.Run("when every request has left, the fetch should stop", func(t *testing.T) {
 		t.Parallel()
