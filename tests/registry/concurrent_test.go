@@ -2,18 +2,16 @@ package registry_test
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/connected-registry/connected-registry/internal/testenv"
 )
 
 // TestConcurrentColdPullsFetchEachLayerOnce pulls one image the cache lacks from several clients at once,
@@ -34,9 +32,11 @@ func TestConcurrentColdPullsFetchEachLayerOnce(t *testing.T) {
 	must(t, err)
 	must(t, remote.WriteIndex(parentRef, want.index, newClient(ca, &authn.Basic{Username: sc.user, Password: sc.password}).opts...))
 
-	// 4 MB/s from the parent: a 3 MiB layer takes about 0.8 s to arrive.
-	link := startSlowLink(t, par.host, 4<<20)
-	pd, _ := startConnectedRegistry(t, sc, link, registryBin, hooksBin, ca)
+	// 4 MiB/s from the parent, shared by all connections: a 3 MiB layer takes at least 0.75 s to arrive.
+	link, err := testenv.StartLink("127.0.0.1:0", par.host, 4<<20)
+	must(t, err)
+	t.Cleanup(link.Close)
+	pd, _ := startConnectedRegistry(t, sc, link.Addr, registryBin, hooksBin, ca)
 	crHost := "127.0.0.1:" + strconv.Itoa(pd.Port)
 
 	_, mark := par.proc.accessLog(0)
@@ -103,71 +103,4 @@ func (m *multiArch) layerSize(t *testing.T, layer fmt.Stringer) int64 {
 	}
 	t.Fatalf("layer %s is in no manifest", layer)
 	return 0
-}
-
-// startSlowLink relays TCP connections to target, sending target's bytes on at rate bytes per second per
-// connection: the thin uplink of a remote site. TLS passes through untouched. It returns its host:port.
-func startSlowLink(t *testing.T, target string, rate int) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	track := func(c net.Conn) {
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-	}
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	const chunk = 16 << 10
-	interval := time.Duration(float64(time.Second) * chunk / float64(rate))
-	go func() {
-		for {
-			down, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			track(down)
-			track(up)
-			go func() {
-				defer up.Close()
-				_, _ = io.Copy(up, down)
-			}()
-			go func() {
-				defer down.Close()
-				buf := make([]byte, chunk)
-				for {
-					n, err := up.Read(buf)
-					if n > 0 {
-						if _, werr := down.Write(buf[:n]); werr != nil {
-							return
-						}
-						if n == chunk {
-							time.Sleep(interval)
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	host := l.Addr().String()
-	if !strings.HasPrefix(host, "127.0.0.1:") {
-		t.Fatalf("the slow link listens on %s, not on loopback", host)
-	}
-	return host
 }
