@@ -30,6 +30,7 @@ type results struct {
 	coldConcurrent    []*concurrentResult
 	warmConcurrent    []*concurrentResult
 	outage            []*series
+	uplink            []*series // direct and cold pulls through a thin uplink
 	notes             []string
 }
 
@@ -45,6 +46,18 @@ type series struct {
 	parent  []int64 // bytes of the blobs the parent sent, per run (cold pulls)
 	// parentLogged is the parent's access log's count of blob bytes, per run.
 	parentLogged []int64
+	// cpu is the CPU time each process of the path used, per run, by role (cpuRoles).
+	cpu map[string][]time.Duration
+}
+
+// addCPU records the CPU time of one run.
+func (s *series) addCPU(used map[string]time.Duration) {
+	if s.cpu == nil {
+		s.cpu = map[string][]time.Duration{}
+	}
+	for role, d := range used {
+		s.cpu[role] = append(s.cpu[role], d)
+	}
 }
 
 func (s *series) add(d time.Duration, n int64, err error) {
@@ -180,8 +193,14 @@ func (b *bench) runSingle(ctx context.Context) error {
 	for run := 0; run < b.o.Runs; run++ {
 		b.e.logf("single pulls: run %d of %d", run+1, b.o.Runs)
 		for _, img := range b.images {
+			m := b.meter(nil, true)
+			before := m.snapshot()
 			raw[img].add(b.pullOnce(ctx, b.e.rawHost, false, img, img.byTag(), b.o.PullTimeout))
+			raw[img].addCPU(m.since(before))
+			m = b.meter(nil, false)
+			before = m.snapshot()
 			direct[img].add(b.pullOnce(ctx, b.e.parentHost, true, img, img.byTag(), b.o.PullTimeout))
+			direct[img].addCPU(m.since(before))
 		}
 		if h2 {
 			rawH2.add(b.pullProto(ctx, http2, b.e.rawHost, false, b.single, b.single.byTag(), b.o.PullTimeout))
@@ -195,15 +214,20 @@ func (b *bench) runSingle(ctx context.Context) error {
 				s := through[v.name][img]
 				b.e.parent.settle(100*time.Millisecond, 2*time.Second)
 				_, mark := b.e.parent.traffic(0)
+				m := b.meter(cr, false)
+				before := m.snapshot()
 				s.cold.add(b.pullOnce(ctx, cr.host, false, img, img.byTag(), b.o.PullTimeout))
 				if err := cr.waitStored(img, 30*time.Second); err != nil {
 					s.cold.errs = append(s.cold.errs, err)
 				}
+				s.cold.addCPU(m.since(before))
 				b.e.parent.settle(100*time.Millisecond, 2*time.Second)
 				t, _ := b.e.parent.traffic(mark)
 				s.cold.parent = append(s.cold.parent, t.sent(b.sizes))
 				s.cold.parentLogged = append(s.cold.parentLogged, t.blobBytes)
+				before = m.snapshot()
 				s.warm.add(b.pullOnce(ctx, cr.host, false, img, img.byTag(), b.o.PullTimeout))
+				s.warm.addCPU(m.since(before))
 				if s.warmH2 != nil {
 					s.warmH2.add(b.pullProto(ctx, http2, cr.host, false, img, img.byTag(), b.o.PullTimeout))
 				}

@@ -174,6 +174,11 @@ func (e *env) startRaw(ctx context.Context, dir string) error {
 // connection string, the parent's CA as registry.parent.caBundle, a bring-your-own certificate from flat
 // protected-settings keys, and the variant's values.
 func (e *env) render(v variant) (*chartrender.Result, error) {
+	return e.renderFor(v, e.parentHost)
+}
+
+// renderFor renders the chart as render does, for the parent at parentHost (the parent itself, or a link to it).
+func (e *env) renderFor(v variant, parentHost string) (*chartrender.Result, error) {
 	set := append([]string{
 		"service.clusterIP=" + clusterIP,
 		"cert-manager.enabled=false",
@@ -181,7 +186,7 @@ func (e *env) render(v variant) (*chartrender.Result, error) {
 	}, v.set...)
 	values := map[string]any{
 		"connectionString": "ConnectedRegistryName=cr;SyncTokenName=" + parentUser + ";SyncTokenPassword=" + parentPassword +
-			";ParentGatewayEndpoint=" + e.parentHost + ";ParentEndpointProtocol=https",
+			";ParentGatewayEndpoint=" + parentHost + ";ParentEndpointProtocol=https",
 		"tls.crt":   base64.StdEncoding.EncodeToString(e.crCert),
 		"tls.key":   base64.StdEncoding.EncodeToString(e.crKey),
 		"tls.cacrt": base64.StdEncoding.EncodeToString(e.ca.CertPEM),
@@ -196,7 +201,12 @@ func (e *env) render(v variant) (*chartrender.Result, error) {
 
 // startConnected starts a connected registry of variant v with an empty cache in dir.
 func (e *env) startConnected(ctx context.Context, v variant, dir string) (*connected, error) {
-	res, err := e.render(v)
+	return e.startConnectedVia(ctx, v, dir, e.parentHost)
+}
+
+// startConnectedVia starts a connected registry as startConnected does, for the parent at parentHost.
+func (e *env) startConnectedVia(ctx context.Context, v variant, dir, parentHost string) (*connected, error) {
+	res, err := e.renderFor(v, parentHost)
 	if err != nil {
 		return nil, err
 	}

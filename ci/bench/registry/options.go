@@ -34,6 +34,9 @@ type Options struct {
 	Runs int
 	// LayerSize is the size in bytes of the single-layer image's layer.
 	LayerSize int64
+	// UplinkRate is the rate, in bytes per second, of the thin uplink the uplink section puts between the site
+	// and its parent.
+	UplinkRate int
 	// ColdClients and WarmClients are the client counts of the concurrency benchmarks.
 	ColdClients, WarmClients []int
 	// Sections selects what runs: single, cold, warm, outage.
@@ -73,7 +76,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.Func("layer-size", "bytes of the single-layer image's layer (default 200000000)", int64Flag(&o.LayerSize))
 	fs.Func("cold-clients", "client counts of the concurrent cold-pull benchmark (default 10,50)", intsFlag(&o.ColdClients))
 	fs.Func("warm-clients", "client counts of the warm-cache concurrency benchmark (default 1,10,50)", intsFlag(&o.WarmClients))
-	fs.Func("sections", "what to run: single,cold,warm,outage (default all)", func(s string) error { o.Sections = splitList(s); return nil })
+	fs.Func("uplink-rate", "bytes per second of the uplink to the parent in the uplink section (default 50000000)", intFlag(&o.UplinkRate))
+	fs.Func("sections", "what to run: single,cold,warm,outage,uplink (default all)", func(s string) error { o.Sections = splitList(s); return nil })
 	fs.Func("proto", "HTTP version the clients offer: http1 or http2 (default http1, as containerd)", func(s string) error {
 		switch s {
 		case "http1":
@@ -116,7 +120,7 @@ func (o *Options) Complete() error {
 		o.WarmClients = []int{1, 10, 50}
 	}
 	if o.Sections == nil {
-		o.Sections = []string{"single", "cold", "warm", "outage"}
+		o.Sections = []string{"single", "cold", "warm", "outage", "uplink"}
 	}
 	if o.Proto == "" {
 		o.Proto = http1
@@ -127,14 +131,17 @@ func (o *Options) Complete() error {
 	if o.OutageTimeout == 0 {
 		o.OutageTimeout = 30 * time.Second
 	}
+	if o.UplinkRate == 0 {
+		o.UplinkRate = 50_000_000
+	}
 	if o.Runs < 1 || o.LayerSize < 1 {
 		return errors.New("runs and layer-size must be positive")
 	}
 	for _, s := range o.Sections {
 		switch s {
-		case "single", "cold", "warm", "outage":
+		case "single", "cold", "warm", "outage", "uplink":
 		default:
-			return fmt.Errorf("section %q: want single, cold, warm or outage", s)
+			return fmt.Errorf("section %q: want single, cold, warm, outage or uplink", s)
 		}
 	}
 	if o.Variants == nil {
@@ -194,7 +201,7 @@ func (o *Options) Run(ctx context.Context, out io.Writer) (err error) {
 	for _, s := range []struct {
 		name string
 		run  func(context.Context) error
-	}{{"single", b.runSingle}, {"cold", b.runColdConcurrent}, {"warm", b.runWarmConcurrent}, {"outage", b.runOutage}} {
+	}{{"single", b.runSingle}, {"cold", b.runColdConcurrent}, {"warm", b.runWarmConcurrent}, {"outage", b.runOutage}, {"uplink", b.runUplink}} {
 		if !o.has(s.name) {
 			continue
 		}

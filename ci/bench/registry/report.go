@@ -176,6 +176,7 @@ func (b *bench) report() string {
 				}
 			}
 		}
+		b.reportCPU(p)
 		p("\nParent traffic of the cold pulls (blob bytes the parent served / the image's blob bytes):")
 		for _, v := range o.Variants {
 			for _, img := range b.images {
@@ -233,6 +234,35 @@ func (b *bench) report() string {
 		p("\n")
 	}
 
+	if o.has("uplink") && len(b.res.uplink) == 2 {
+		direct, cold := b.res.uplink[0], b.res.uplink[1]
+		p("## Through a thin uplink\n\n")
+		p("A site's parent is far away: the same pulls of the %s, straight from the parent and cold through a connected ", b.single.label)
+		p("registry (%s), both through a link of %.0f MB/s to the parent shared by all its connections (`testenv.Link`).\n\n", cold.variant, float64(o.UplinkRate)/1e6)
+		p("| path | median | p95 | MB/s (median) | ratio | worst run | goal |\n|---|---|---|---|---|---|---|\n")
+		p("| direct from the parent, through the uplink | %s | %s | %.0f | – | – |  |\n", ms(quantile(direct.times, 0.5)), ms(quantile(direct.times, 0.95)), mbps(direct.bytes, quantile(direct.times, 0.5)))
+		ratio, worst, verdict := "–", "–", ""
+		if rs := ratios(cold, direct); rs != nil {
+			ratio, worst = fmt.Sprintf("%.2f of direct", quantile(rs, 0.5)), fmt.Sprintf("%.2f", quantile(rs, 0))
+			verdict = fmt.Sprintf("≥ %.2f: ", coldGoal)
+			if quantile(rs, 0.5) >= coldGoal {
+				verdict += "**met**"
+			} else {
+				verdict += "**not met**"
+			}
+		}
+		if len(cold.errs)+len(direct.errs) > 0 {
+			verdict += " errors: " + errSummary(append(append([]error{}, direct.errs...), cold.errs...))
+		}
+		p("| connected registry, cold, through the uplink | %s | %s | %.0f | %s | %s | %s |\n\n", ms(quantile(cold.times, 0.5)), ms(quantile(cold.times, 0.95)),
+			mbps(cold.bytes, quantile(cold.times, 0.5)), ratio, worst, verdict)
+		var f []float64
+		for _, n := range cold.parent {
+			f = append(f, float64(n)/float64(b.single.blobs))
+		}
+		p("Parent traffic of the cold pulls: median %.2f×, max %.2f× the image's blob bytes.\n\n", quantile(f, 0.5), quantile(f, 1))
+	}
+
 	if o.has("outage") {
 		p("## Pulls of cached content while the parent is down\n\n")
 		p("The %s, cached by tag and by digest; each pull is a new client with a %s limit. ", b.multi.label, o.OutageTimeout)
@@ -280,4 +310,44 @@ func (b *bench) report() string {
 		}
 	}
 	return w.String()
+}
+
+// reportCPU prints the CPU time every process of a single pull of the large image used: on a machine whose
+// cores the client, the parent and the connected registry share, the total over the cores bounds the pull's
+// wall time from below.
+func (b *bench) reportCPU(p func(format string, args ...any)) {
+	img := b.single
+	p("\nCPU time of one pull of the %s by process (median of the runs; client: the benchmark process; %d cores):\n\n", img.label, runtime.NumCPU())
+	p("| path | chart values |")
+	for _, role := range cpuRoles {
+		p(" %s |", role)
+	}
+	p(" total | total / cores | CPU ms per MB |\n|---|---|")
+	for range cpuRoles {
+		p("---|")
+	}
+	p("---|---|---|\n")
+	row := func(s *series, name string) {
+		if s == nil || len(s.cpu) == 0 {
+			return
+		}
+		vals := s.variant
+		if vals == "" {
+			vals = "–"
+		}
+		p("| %s | %s |", name, vals)
+		var total time.Duration
+		for _, role := range cpuRoles {
+			d := quantile(s.cpu[role], 0.5)
+			total += d
+			p(" %s |", ms(d))
+		}
+		p(" %s | %s | %.2f |\n", ms(total), ms(total/time.Duration(runtime.NumCPU())), float64(total.Milliseconds())/(float64(s.bytes)/1e6))
+	}
+	row(b.find(img, "raw TLS", ""), "raw TLS file server")
+	row(b.find(img, "direct", ""), "direct from the parent")
+	for _, v := range b.o.Variants {
+		row(b.find(img, "cold", v.name), "connected registry, cold")
+		row(b.find(img, "warm", v.name), "connected registry, warm")
+	}
 }
