@@ -386,13 +386,6 @@ func TestParentGateModes(t *testing.T) {
 		d, _ := res.Find("Deployment", "cr-connected-registry")
 		require.NotContains(t, d.YAML, "127.0.0.1:5128")
 	})
-	t.Run("with HTTP/2 to the parent the gate should speak it", func(t *testing.T) {
-		t.Parallel()
-		res, err := render(t, with(map[string]any{"registry": map[string]any{"parent": map[string]any{"http2": true}}}), chartrender.CertManagerAPIVersion)
-		require.NoError(t, err)
-		_, gate := parentPath(t, res)
-		require.Contains(t, gate, "--parent-http2")
-	})
 }
 
 func TestTrustDistributionNotes(t *testing.T) {

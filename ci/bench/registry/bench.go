@@ -316,6 +316,9 @@ func (b *bench) coldConcurrentVariant(ctx context.Context, v variant) error {
 				r.parentLogged = append(r.parentLogged, t.blobBytes)
 				r.parentReqs = append(r.parentReqs, t.requests)
 			}
+			for _, line := range cr.gateLog() {
+				b.e.logf("parent gate (%s, %d clients): %s", v.name, n, line)
+			}
 			cr.remove()
 		}
 	}

@@ -274,6 +274,19 @@ func (c *connected) remove() {
 	_ = os.RemoveAll(c.pod.Dir())
 }
 
+// gateLog returns what the parent gate logged at warning level or above: the parents it found silent.
+func (c *connected) gateLog() []string {
+	var out []string
+	for _, sc := range c.sidecars {
+		for _, line := range strings.Split(sc.out.String(), "\n") {
+			if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+				out = append(out, line)
+			}
+		}
+	}
+	return out
+}
+
 // waitStored waits until c's cache holds every blob of img: Distribution commits a proxied blob after it has
 // streamed it to the client.
 func (c *connected) waitStored(img *testImage, timeout time.Duration) error {

@@ -25,8 +25,6 @@ type ParentGateOptions struct {
 	Listen string
 	// Parent is the parent's URL; empty makes the gate a CONNECT proxy only.
 	Parent string
-	// ParentHTTP2 lets the gate speak HTTP/2 to the parent.
-	ParentHTTP2 bool
 	// SpoolDir holds the blobs fetched for concurrent requests while they stream.
 	SpoolDir string
 	// Linger is parentgate.Gate's.
@@ -46,7 +44,6 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 		"address to accept the registry's requests on; keep it on loopback, inside the pod")
 	fs.StringVar(&o.Parent, "parent", "CONNECTED_REGISTRY_GATE_PARENT", "",
 		"the parent registry's https:// URL; requests other than CONNECT are forwarded to it, and concurrent fetches of one blob share one; empty: CONNECT only")
-	fs.BoolVar(&o.ParentHTTP2, "parent-http2", "CONNECTED_REGISTRY_GATE_PARENT_HTTP2", false, "speak HTTP/2 to the parent when it offers it")
 	fs.StringVar(&o.SpoolDir, "spool-dir", "CONNECTED_REGISTRY_GATE_SPOOL_DIR", os.TempDir(),
 		"directory for blobs fetched for concurrent requests, as unlinked files while they stream")
 	fs.DurationVar(&o.Linger, "linger", "CONNECTED_REGISTRY_GATE_LINGER", 10*time.Second,
@@ -100,7 +97,6 @@ func (o *ParentGateOptions) Complete() error {
 func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 	proxyFor := (&httpproxy.Config{HTTPSProxy: o.UpstreamProxy, NoProxy: o.NoProxy}).ProxyFunc()
 	g := &parentgate.Gate{
-		HTTP2:           o.ParentHTTP2,
 		SpoolDir:        o.SpoolDir,
 		Linger:          o.Linger,
 		ResponseTimeout: o.ResponseTimeout,

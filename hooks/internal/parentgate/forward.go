@@ -2,6 +2,7 @@ package parentgate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -78,18 +79,18 @@ func (g *Gate) badGateway(w http.ResponseWriter, err error) {
 	http.Error(w, fmt.Sprintf("asking the parent: %v", err), http.StatusBadGateway)
 }
 
-// httpClient is the gate's client to Parent: every connection is watched (connect), HTTP/2 only when asked
-// for, bodies as the parent sends them, redirects followed (a registry may send blobs from a storage host, and
-// the client drops the credentials when the host changes).
+// httpClient is the gate's client to Parent: every connection is watched (connectTLS), HTTP/1.1, bodies as
+// the parent sends them, redirects followed (a registry may send blobs from a storage host, and the client
+// drops the credentials when the host changes).
 func (g *Gate) httpClient() *http.Client {
 	g.clientOnce.Do(func() {
 		tr := &http.Transport{
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 				return g.connect(ctx, addr)
 			},
-			TLSClientConfig:     g.TLSConfig,
-			TLSHandshakeTimeout: g.DialTimeout + g.ResponseTimeout,
-			ForceAttemptHTTP2:   g.HTTP2,
+			DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return g.connectTLS(ctx, addr)
+			},
 			DisableCompression:  true,
 			MaxIdleConnsPerHost: 32,
 			IdleConnTimeout:     90 * time.Second,
@@ -97,6 +98,40 @@ func (g *Gate) httpClient() *http.Client {
 		g.client = &http.Client{Transport: tr}
 	})
 	return g.client
+}
+
+// tlsHandshakeLimit bounds a TLS handshake with a parent that answers, but slowly, as Go's default transport
+// does; a silent one is cut after ResponseTimeout.
+const tlsHandshakeLimit = 10 * time.Second
+
+// connectTLS opens a TLS connection to target (host:port) and watches what it carries: the handshake on the
+// wire, then the requests and responses. The handshake's last message, the client's Finished, has no answer,
+// nor do TLS's own later messages (a key update, the closing alert): watching the wire after the handshake
+// would take an idle connection for a silent parent.
+func (g *Gate) connectTLS(ctx context.Context, target string) (net.Conn, error) {
+	raw, err := g.connect(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(target)
+	cfg := &tls.Config{}
+	if g.TLSConfig != nil {
+		cfg = g.TLSConfig.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
+	cfg.NextProtos = []string{"http/1.1"}
+	tc := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeout(ctx, tlsHandshakeLimit)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("TLS handshake with parent %s: %w", target, err)
+	}
+	raw.(*watchedConn).disarm()
+	return g.watch(target, tc), nil
 }
 
 // flightKey is what makes two requests the same fetch: a GET of one blob of one repository, whole, with the

@@ -25,6 +25,8 @@ func forwardingGate(t *testing.T, parent *httptest.Server) (*Gate, string) {
 	u, err := url.Parse(parent.URL)
 	require.NoError(t, err)
 	g := newGate()
+	// Long enough for a TLS handshake under the race detector: these tests are not about silence.
+	g.ResponseTimeout = 5 * time.Second
 	g.Parent = u
 	g.TLSConfig = parent.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	g.SpoolDir = t.TempDir()
@@ -358,6 +360,39 @@ func TestForward(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		require.Equal(t, content, body)
 		require.EqualValues(t, 1, storageGets.Load())
+	})
+
+	t.Run("an idle connection should not make the parent look silent", func(t *testing.T) {
+		t.Parallel()
+		// HTTP/1.1 transports dial a connection for a request and, when another one frees first, keep the new one
+		// idle: after the TLS handshake, its last bytes on the wire are the client's, and the parent rightly
+		// says nothing.
+		parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		defer parent.Close()
+		g, gate := forwardingGate(t, parent)
+		g.ResponseTimeout = time.Second
+		tr := g.httpClient().Transport.(*http.Transport)
+		idle, err := tr.DialTLSContext(context.Background(), "tcp", parent.Listener.Addr().String())
+		require.NoError(t, err)
+		defer idle.Close()
+		time.Sleep(3 * g.ResponseTimeout)
+		_, down := g.isDown(parent.Listener.Addr().String())
+		require.False(t, down, "the gate took an idle connection for a silent parent")
+		_, body, err := getWith(t, gate+"/v2/", nil)
+		require.NoError(t, err)
+		require.Equal(t, "ok", string(body))
+	})
+
+	t.Run("a parent that accepts and never finishes the TLS handshake should be cut after the response timeout", func(t *testing.T) {
+		t.Parallel()
+		silent := silentListener(t)
+		g := newGate()
+		g.Parent = &url.URL{Scheme: "https", Host: silent}
+		startGate(t, g)
+		_, err := g.httpClient().Transport.(*http.Transport).DialTLSContext(context.Background(), "tcp", silent)
+		require.Error(t, err)
+		_, down := g.isDown(silent)
+		require.True(t, down, "the gate should refuse the silent parent for its cooldown")
 	})
 
 	t.Run("a silent parent should cost a forwarded request the response timeout, then nothing", func(t *testing.T) {

@@ -11,7 +11,10 @@
 // parent: when bytes it sent stay unanswered for ResponseTimeout, and the parent has sent nothing on any
 // connection for as long, it cuts the connection, and for Cooldown refuses new connections to that parent at
 // once, so the registry serves its cache without waiting. A parent that is busy, streaming other responses
-// while this one is slow to start, is not silent and keeps its connections.
+// while this one is slow to start, is not silent and keeps its connections. Only bytes the parent answers
+// count: the TLS handshake's first flight and the requests, not TLS's own messages that have no answer (the
+// client's Finished of TLS 1.3, which is the last thing on the wire of a connection opened and left idle; the
+// closing alert). The gate watches its own connections above TLS, and the registry's tunnels by their records.
 //
 // Distribution also fetches a blob from the parent once per concurrent request: only the first request stores
 // it, every other one streams its own copy (proxyBlobStore.ServeBlob). Ten sites' nodes pulling one new image
@@ -43,9 +46,8 @@ type Gate struct {
 	// forwarded to it; when nil they are refused.
 	Parent *url.URL
 	// TLSConfig is used for connections to Parent; nil verifies it against the system roots (SSL_CERT_FILE).
+	// The gate speaks HTTP/1.1 to Parent.
 	TLSConfig *tls.Config
-	// HTTP2 lets the gate speak HTTP/2 to Parent.
-	HTTP2 bool
 	// SpoolDir holds blobs fetched for concurrent requests, as unlinked files; empty is os.TempDir().
 	SpoolDir string
 	// Linger is how long a blob fetched whole stays in the spool for requests that come after the fetch ended,
@@ -140,6 +142,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n := rw.Reader.Buffered(); n > 0 {
 		pending, _ = rw.Reader.Peek(n)
 	}
+	// The registry's TLS runs through the tunnel: only its records that the parent answers count.
+	up.(*watchedConn).expects = (&tlsRecords{}).expectsAnswer
 	tunnel(client, up, pending)
 }
 
@@ -203,6 +207,8 @@ type watchedConn struct {
 	unanswered atomic.Int64  // unix nanos of the oldest bytes written that target has not answered; 0: none
 	closed     chan struct{}
 	once       sync.Once
+	// expects, when set, tells which written bytes the parent answers; nil: all of them.
+	expects func(p []byte) bool
 }
 
 func (g *Gate) watch(target string, c net.Conn) *watchedConn {
@@ -212,7 +218,7 @@ func (g *Gate) watch(target string, c net.Conn) *watchedConn {
 }
 
 func (w *watchedConn) Write(p []byte) (int, error) {
-	if len(p) > 0 {
+	if len(p) > 0 && (w.expects == nil || w.expects(p)) {
 		w.unanswered.CompareAndSwap(0, w.now().UnixNano())
 	}
 	return w.Conn.Write(p)
@@ -228,8 +234,13 @@ func (w *watchedConn) Read(p []byte) (int, error) {
 }
 
 func (w *watchedConn) Close() error {
-	w.once.Do(func() { close(w.closed) })
+	w.disarm()
 	return w.Conn.Close()
+}
+
+// disarm stops watching the connection, which stays open.
+func (w *watchedConn) disarm() {
+	w.once.Do(func() { close(w.closed) })
 }
 
 func (w *watchedConn) watch() {
@@ -244,7 +255,7 @@ func (w *watchedConn) watch() {
 			since := w.unanswered.Load()
 			if since != 0 && t.Sub(time.Unix(0, since)) > w.g.ResponseTimeout && t.Sub(time.Unix(0, w.seen.Load())) > w.g.ResponseTimeout {
 				w.g.markDown(w.target, fmt.Sprintf("no answer within %s", w.g.ResponseTimeout))
-				w.Close()
+				w.Conn.Close()
 				return
 			}
 		}

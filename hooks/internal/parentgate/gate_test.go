@@ -1,6 +1,9 @@
 package parentgate
 
 import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -222,6 +225,45 @@ func TestGate(t *testing.T) {
 		require.Equal(t, "via proxy", body)
 		require.EqualValues(t, 1, seen.Load(), "the outbound proxy saw no CONNECT")
 	})
+
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(fmt.Sprintf("a tunnel left idle after its TLS handshake should not make the parent look silent (%s)", tls.VersionName(version)), func(t *testing.T) {
+			t.Parallel()
+			parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+			defer parent.Close()
+			g := newGate()
+			g.ResponseTimeout = time.Second // a TLS handshake under the race detector takes a while
+			gate := startGate(t, g)
+			target := parent.Listener.Addr().String()
+
+			c, err := net.Dial("tcp", gate.Host)
+			require.NoError(t, err)
+			defer c.Close()
+			_, err = fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+			require.NoError(t, err)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			cfg := parent.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+			cfg.MaxVersion = version
+			cfg.ServerName = "127.0.0.1"
+			tc := tls.Client(c, cfg)
+			require.NoError(t, tc.Handshake())
+			require.Equal(t, version, tc.ConnectionState().Version)
+
+			time.Sleep(3 * g.ResponseTimeout)
+			_, down := g.isDown(target)
+			require.False(t, down, "the gate took the idle tunnel for a silent parent")
+			// And the tunnel still carries a request.
+			_, err = io.WriteString(tc, "GET / HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+			require.NoError(t, err)
+			resp, err = http.ReadResponse(bufio.NewReader(tc), nil)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			require.Equal(t, "ok", string(body))
+		})
+	}
 
 	t.Run("a request that is not CONNECT should be refused", func(t *testing.T) {
 		t.Parallel()
