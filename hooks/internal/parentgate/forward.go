@@ -86,7 +86,11 @@ func (g *Gate) httpClient() *http.Client {
 	g.clientOnce.Do(func() {
 		tr := &http.Transport{
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return g.connect(ctx, addr)
+				c, err := g.connect(ctx, addr, nil)
+				if err != nil {
+					return nil, err
+				}
+				return c, nil
 			},
 			DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 				return g.connectTLS(ctx, addr)
@@ -109,7 +113,7 @@ const tlsHandshakeLimit = 10 * time.Second
 // nor do TLS's own later messages (a key update, the closing alert): watching the wire after the handshake
 // would take an idle connection for a silent parent.
 func (g *Gate) connectTLS(ctx context.Context, target string) (net.Conn, error) {
-	raw, err := g.connect(ctx, target)
+	raw, err := g.connect(ctx, target, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +134,8 @@ func (g *Gate) connectTLS(ctx context.Context, target string) (net.Conn, error) 
 		raw.Close()
 		return nil, fmt.Errorf("TLS handshake with parent %s: %w", target, err)
 	}
-	raw.(*watchedConn).disarm()
-	return g.watch(target, tc), nil
+	raw.disarm()
+	return g.watch(target, tc, nil), nil
 }
 
 // flightKey is what makes two requests the same fetch: a GET of one blob of one repository, whole, with the

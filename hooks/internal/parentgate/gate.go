@@ -110,7 +110,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("CONNECT target %q is not host:port", target), http.StatusBadRequest)
 		return
 	}
-	up, err := g.connect(r.Context(), target)
+	// The registry's TLS runs through the tunnel: only its records that the parent answers count.
+	up, err := g.connect(r.Context(), target, (&tlsRecords{}).expectsAnswer)
 	if err != nil {
 		var down *downError
 		if errors.As(err, &down) {
@@ -142,8 +143,6 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n := rw.Reader.Buffered(); n > 0 {
 		pending, _ = rw.Reader.Peek(n)
 	}
-	// The registry's TLS runs through the tunnel: only its records that the parent answers count.
-	up.(*watchedConn).expects = (&tlsRecords{}).expectsAnswer
 	tunnel(client, up, pending)
 }
 
@@ -157,8 +156,9 @@ func (e *downError) Error() string {
 	return fmt.Sprintf("parent %s did not answer; the gate refuses connections to it until %s", e.target, e.until.Format(time.RFC3339))
 }
 
-// connect opens a watched connection to target (host:port), or refuses at once while target is down.
-func (g *Gate) connect(ctx context.Context, target string) (net.Conn, error) {
+// connect opens a watched connection to target (host:port), or refuses at once while target is down. expects
+// tells which written bytes the parent answers (watchedConn.expects); nil: all of them.
+func (g *Gate) connect(ctx context.Context, target string, expects func([]byte) bool) (*watchedConn, error) {
 	if until, ok := g.isDown(target); ok {
 		return nil, &downError{target: target, until: until}
 	}
@@ -169,7 +169,7 @@ func (g *Gate) connect(ctx context.Context, target string) (net.Conn, error) {
 		g.markDown(target, "connecting failed: "+err.Error())
 		return nil, fmt.Errorf("connecting to parent %s: %w", target, err)
 	}
-	return g.watch(target, up), nil
+	return g.watch(target, up, expects), nil
 }
 
 // tunnel copies both ways until either side ends; up is watched, and cut when the parent is silent.
@@ -211,8 +211,8 @@ type watchedConn struct {
 	expects func(p []byte) bool
 }
 
-func (g *Gate) watch(target string, c net.Conn) *watchedConn {
-	w := &watchedConn{Conn: c, g: g, target: target, now: g.clock(), seen: g.lastSeen(target), closed: make(chan struct{})}
+func (g *Gate) watch(target string, c net.Conn, expects func([]byte) bool) *watchedConn {
+	w := &watchedConn{Conn: c, g: g, target: target, now: g.clock(), seen: g.lastSeen(target), closed: make(chan struct{}), expects: expects}
 	go w.watch()
 	return w
 }

@@ -158,16 +158,22 @@ func TestGate(t *testing.T) {
 
 	t.Run("a busy parent, streaming one response while slow to start another, should keep both tunnels", func(t *testing.T) {
 		t.Parallel()
+		slowDone := make(chan struct{})
 		parent := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/slow" {
 				time.Sleep(2 * timeout)
 				io.WriteString(w, "slow but alive")
 				return
 			}
-			for i := 0; i < 16; i++ {
+			// Busy until the slow answer is in, however long the slow request's TLS handshake takes.
+			for i := 0; i < 400; i++ {
 				io.WriteString(w, strings.Repeat("x", 1000))
 				w.(http.Flusher).Flush()
-				time.Sleep(timeout / 4)
+				select {
+				case <-slowDone:
+					return
+				case <-time.After(timeout / 4):
+				}
 			}
 		}))
 		defer parent.Close()
@@ -179,6 +185,7 @@ func TestGate(t *testing.T) {
 		}()
 		time.Sleep(timeout / 2)
 		body, err := get(clientVia(parent, gate), parent.URL+"/slow")
+		close(slowDone)
 		require.NoError(t, err)
 		require.Equal(t, "slow but alive", body)
 		require.NoError(t, <-streamed)
