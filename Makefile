@@ -19,7 +19,7 @@ tools:
 ## and into the Helm 4 plugin directory (helm plugin install postrender/plugin/connected-registry-postrender)
 POSTRENDER_PLUGIN_DIR := postrender/plugin/connected-registry-postrender
 postrender:
-	go build -trimpath -o bin/connected-registry-postrender ./postrender/cmd/connected-registry-postrender
+	go build -trimpath -o bin/connected-registry-postrender ./cmd/connected-registry-postrender
 	mkdir -p $(POSTRENDER_PLUGIN_DIR)/bin
 	cp bin/connected-registry-postrender $(POSTRENDER_PLUGIN_DIR)/bin/
 

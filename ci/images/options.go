@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/connected-registry/connected-registry/internal/imagebuild"
+	"github.com/connected-registry/connected-registry/internal/testing/imagebuild"
 )
 
 // Defaults of the flags.

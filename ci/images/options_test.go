@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connected-registry/connected-registry/internal/imagebuild"
+	"github.com/connected-registry/connected-registry/internal/testing/imagebuild"
 )
 
 // env returns a getenv over a map.

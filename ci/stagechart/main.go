@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 )
 
 func main() {

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connected-registry/connected-registry/internal/certs"
-	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 )
 
 // TestExamples renders every examples/ scenario, filled in as a user would, and checks the TLS source and the

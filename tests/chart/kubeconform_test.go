@@ -18,7 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 )
 
 // kubeconformSchemaLocation is the kubeconform -schema-location template, relative to the schema directory, of the

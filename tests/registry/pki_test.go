@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 // testCA is a CA made for one test run; nothing else trusts it.

@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
-	"github.com/connected-registry/connected-registry/internal/podemu"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/podemu"
 )
 
-// pod is the chart's registry pod run as processes of this test (internal/podemu): the init containers with our
+// pod is the chart's registry pod run as processes of this test (internal/testing/podemu): the init containers with our
 // hooks binary, the native sidecars and the registry container, every path under a volume mount remapped to a
 // directory of the test.
 type pod struct {

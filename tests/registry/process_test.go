@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
-	"github.com/connected-registry/connected-registry/internal/podemu"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/podemu"
 )
 
 func TestMain(m *testing.M) {
@@ -55,7 +55,7 @@ var (
 	hooksErr  error
 )
 
-// hooksBinary builds ./hooks once per test process.
+// hooksBinary builds ./cmd/connected-registry once per test process.
 func hooksBinary(t *testing.T) string {
 	t.Helper()
 	hooksOnce.Do(func() {
@@ -67,14 +67,14 @@ func hooksBinary(t *testing.T) string {
 		hooksBin = filepath.Join(dir, "hooks")
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			hooksErr = fmt.Errorf("finding the go tool to build ./hooks: %w", err)
+			hooksErr = fmt.Errorf("finding the go tool to build ./cmd/connected-registry: %w", err)
 			return
 		}
-		cmd := exec.Command(goTool, "build", "-o", hooksBin, "./hooks")
+		cmd := exec.Command(goTool, "build", "-o", hooksBin, "./cmd/connected-registry")
 		cmd.Dir = chartrender.RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			hooksErr = fmt.Errorf("go build ./hooks: %w\n%s", err, out)
+			hooksErr = fmt.Errorf("go build ./cmd/connected-registry: %w\n%s", err, out)
 		}
 	})
 	if hooksErr != nil {

@@ -29,9 +29,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"gopkg.in/yaml.v3"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
-	"github.com/connected-registry/connected-registry/internal/podemu"
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/podemu"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 const (

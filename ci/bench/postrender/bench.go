@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
 	"github.com/connected-registry/connected-registry/internal/cli"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 	"github.com/connected-registry/connected-registry/postrender"
 )
 

@@ -19,9 +19,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
-	"github.com/connected-registry/connected-registry/internal/podemu"
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/podemu"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 const (
@@ -313,18 +313,18 @@ func (c *connected) waitStored(img *testImage, timeout time.Duration) error {
 	}
 }
 
-// buildHooks builds ./hooks, which the chart's init container runs (the registry's credential helper).
+// buildHooks builds ./cmd/connected-registry, which the chart's init container runs (the registry's credential helper).
 func buildHooks(dir string) (string, error) {
 	bin := filepath.Join(dir, "hooks")
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("finding the go tool to build ./hooks: %w", err)
+		return "", fmt.Errorf("finding the go tool to build ./cmd/connected-registry: %w", err)
 	}
-	cmd := exec.Command(goTool, "build", "-o", bin, "./hooks")
+	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/connected-registry")
 	cmd.Dir = chartrender.RepoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./hooks: %w\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/connected-registry: %w\n%s", err, out)
 	}
 	return bin, nil
 }

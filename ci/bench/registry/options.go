@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 )
 
 const usage = `usage: registry-bench [flags]

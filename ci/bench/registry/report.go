@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/connected-registry/connected-registry/internal/podemu"
+	"github.com/connected-registry/connected-registry/internal/testing/podemu"
 )
 
 // Goals of issue 8.
@@ -108,7 +108,7 @@ func (b *bench) report() string {
 		b.res.started.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.Version(), b.res.finished.Sub(b.res.started).Round(time.Second),
 		b.res.loadStart, loadAverage())
 	p("Every process is on 127.0.0.1: the parent is Distribution v3.1.2 with htpasswd and TLS; the connected registry is ")
-	p("Distribution v3.1.2 running the configuration and environment the chart renders (`internal/chartrender`), with ")
+	p("Distribution v3.1.2 running the configuration and environment the chart renders (`internal/testing/chartrender`), with ")
 	p("its credential helper; the ceiling is a Go HTTPS file server (`http.ServeContent`, same ECDSA P-256 certificate ")
 	p("type) serving the same bytes from disk. Clients speak %s only over TLS, trust only the test CA, check every ", o.Proto)
 	p("manifest and blob digest while reading, and use new connections for every pull (a new node). ")

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 // runUplink pulls the large image straight from the parent and cold through a connected registry (the chart's

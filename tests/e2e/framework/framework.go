@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 // Defaults of the test cluster (tests/cluster).
@@ -216,7 +216,7 @@ func (e *Env) connect() error {
 
 func (e *Env) importImages(ctx context.Context) error {
 	// The parent is seeded with a multi-arch test image. Our own images are built for the node's architecture
-	// only, to save CI minutes: their multi-platform build is proven by internal/imagebuild's tests.
+	// only, to save CI minutes: their multi-platform build is proven by internal/testing/imagebuild's tests.
 	if err := e.Run(ctx, "go", "run", "./ci/images", "build", "--out", imagesDir, "--only", "hello", "--platforms", "linux/amd64,linux/arm64"); err != nil {
 		return err
 	}

@@ -1,0 +1,310 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
+)
+
+const (
+	cleanupHost  = "10.96.0.50:443"
+	cleanupImage = "ghcr.io/connected-registry/hooks:1.0.0"
+)
+
+func node(name string, ready corev1.ConditionStatus) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready}}}}
+}
+
+// kubelet finishes every pod created on client at once, in phase, with the termination message trust-remove
+// writes, or leaves it Pending on an image it cannot pull; it keeps the pods as created, since the cleanup
+// deletes them.
+type kubelet struct {
+	mu      sync.Mutex
+	created []*corev1.Pod
+}
+
+func runPods(client *fake.Clientset, phase corev1.PodPhase) *kubelet {
+	k := &kubelet{}
+	client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod).DeepCopy()
+		k.mu.Lock()
+		k.created = append(k.created, pod.DeepCopy())
+		k.mu.Unlock()
+		pod.Status.Phase = phase
+		state := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			Message: "node " + pod.Spec.NodeName + ": removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443\n"}}
+		if phase == corev1.PodPending {
+			state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "pull access denied"}}
+		}
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "trust-remove", State: state}}
+		if err := client.Tracker().Create(a.GetResource(), pod, a.GetNamespace()); err != nil {
+			return true, nil, err
+		}
+		return true, pod, nil
+	})
+	return k
+}
+
+func (k *kubelet) pods() []*corev1.Pod {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.created
+}
+
+func cleanupOptions(client *fake.Clientset, mutate ...func(*app.CleanupOptions)) *app.CleanupOptions {
+	o := &app.CleanupOptions{
+		KubeOptions:      app.KubeOptions{Namespace: namespace, Timeout: 5 * time.Second, LogLevel: "info", Client: client, Clock: fakeClock{now}},
+		NodeTrustOptions: app.NodeTrustOptions{CertsDir: "/host/certs.d", HostCertsDir: "/etc/containerd/certs.d", Host: cleanupHost, Owner: "connected-registry/cr"},
+		Secrets:          []string{tlsSecret, caSecret},
+		Image:            cleanupImage, PullPolicy: "IfNotPresent", PodPrefix: "cr-connected-registry-trust-remove",
+		Labels: []string{"app.kubernetes.io/instance=cr", "app.kubernetes.io/component=cleanup"},
+		Nodes:  true, Poll: 10 * time.Millisecond,
+	}
+	for _, f := range mutate {
+		f(o)
+	}
+	return o
+}
+
+func podName(node string) string {
+	s := sha256.Sum256([]byte(node))
+	return "cr-connected-registry-trust-remove-" + hex.EncodeToString(s[:])[:10]
+}
+
+func TestCleanupRemovesTheTrustEntryOnEveryReadyNode(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset(node("worker-1", corev1.ConditionTrue), node("worker-2", corev1.ConditionFalse),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tlsSecret, Namespace: namespace}})
+	k := runPods(client, corev1.PodSucceeded)
+	o := cleanupOptions(client)
+	require.NoError(t, o.Complete())
+	var out bytes.Buffer
+	err := o.Run(context.Background(), &out)
+
+	require.ErrorIs(t, err, app.ErrCleanupIncomplete)
+	require.EqualError(t, err, "cleanup incomplete: node worker-2")
+	require.Equal(t, `node worker-2: not Ready, skipped: remove /etc/containerd/certs.d/10.96.0.50:443 on it by hand when it returns
+node worker-1: removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443
+secret cr-connected-registry-tls: deleted
+secret cr-connected-registry-tls-ca: already gone
+`, out.String())
+
+	pods := k.pods()
+	require.Len(t, pods, 1, "one pod, for the Ready node only")
+	p := pods[0]
+	require.Equal(t, podName("worker-1"), p.Name)
+	require.Equal(t, namespace, p.Namespace)
+	require.Equal(t, "worker-1", p.Spec.NodeName, "bound to its node, past the scheduler")
+	require.Equal(t, map[string]string{"app.kubernetes.io/instance": "cr", "app.kubernetes.io/component": "cleanup"}, p.Labels)
+	require.Equal(t, corev1.RestartPolicyNever, p.Spec.RestartPolicy)
+	require.Equal(t, []corev1.Toleration{{Operator: corev1.TolerationOpExists}}, p.Spec.Tolerations, "tainted nodes are cleaned too")
+	require.NotNil(t, p.Spec.AutomountServiceAccountToken)
+	require.False(t, *p.Spec.AutomountServiceAccountToken, "no API token on the node")
+	require.Len(t, p.Spec.Containers, 1)
+	c := p.Spec.Containers[0]
+	require.Equal(t, cleanupImage, c.Image)
+	require.Equal(t, corev1.PullIfNotPresent, c.ImagePullPolicy)
+	require.Equal(t, []string{"trust-remove", "--certs-dir=/host/certs.d", "--host-certs-dir=/etc/containerd/certs.d",
+		"--host=10.96.0.50:443", "--owner=connected-registry/cr", "--node-name=worker-1"}, c.Args)
+	require.Equal(t, []corev1.VolumeMount{{Name: "certs-d", MountPath: "/host/certs.d"}}, c.VolumeMounts)
+	dirOrCreate := corev1.HostPathDirectoryOrCreate
+	require.Equal(t, []corev1.Volume{{Name: "certs-d", VolumeSource: corev1.VolumeSource{
+		HostPath: &corev1.HostPathVolumeSource{Path: "/etc/containerd/certs.d", Type: &dirOrCreate}}}}, p.Spec.Volumes,
+		"the host mount is certs.d and nothing else")
+	sc := c.SecurityContext
+	require.NotNil(t, sc)
+	require.Equal(t, int64(0), *sc.RunAsUser, "root, to write the root-owned certs.d")
+	require.False(t, *sc.AllowPrivilegeEscalation)
+	require.True(t, *sc.ReadOnlyRootFilesystem)
+	require.Equal(t, &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, sc.Capabilities)
+	require.Nil(t, sc.Privileged)
+
+	_, err = client.CoreV1().Pods(namespace).Get(context.Background(), p.Name, metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err), "the pod is deleted afterwards: %v", err)
+	_, err = client.CoreV1().Secrets(namespace).Get(context.Background(), tlsSecret, metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err), "the Secret is deleted: %v", err)
+	var deleted []string
+	for _, a := range client.Actions() {
+		if d, ok := a.(k8stesting.DeleteAction); ok {
+			deleted = append(deleted, a.GetResource().Resource+" "+d.GetName())
+		}
+	}
+	require.Equal(t, []string{"pods " + p.Name, "pods " + p.Name, "secrets " + tlsSecret, "secrets " + caSecret}, deleted,
+		"a leftover pod of an earlier run is deleted before the create, the finished one after")
+}
+
+func TestCleanupReportsEachNode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		nodes   []runtime.Object
+		phase   corev1.PodPhase
+		timeout time.Duration
+		wantOut string
+		wantErr string
+	}{
+		{
+			name:    "every Ready node cleaned should succeed, in node name order",
+			nodes:   []runtime.Object{node("worker-2", corev1.ConditionTrue), node("worker-1", corev1.ConditionTrue)},
+			phase:   corev1.PodSucceeded,
+			wantOut: "node worker-1: removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443\nnode worker-2: removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443\n",
+		},
+		{
+			name:    "a node without a Ready condition should be skipped and reported",
+			nodes:   []runtime.Object{&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-3"}}},
+			phase:   corev1.PodSucceeded,
+			wantOut: "node worker-3: not Ready, skipped: remove /etc/containerd/certs.d/10.96.0.50:443 on it by hand when it returns\n",
+			wantErr: "cleanup incomplete: node worker-3",
+		},
+		{
+			name:    "a failed removal pod should be reported with its message",
+			nodes:   []runtime.Object{node("worker-1", corev1.ConditionTrue)},
+			phase:   corev1.PodFailed,
+			wantOut: "node worker-1: removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443\n",
+			wantErr: "cleanup incomplete: node worker-1",
+		},
+		{
+			name:    "a removal pod that never runs should be reported with its waiting reason once the timeout ends",
+			nodes:   []runtime.Object{node("worker-1", corev1.ConditionTrue)},
+			phase:   corev1.PodPending,
+			timeout: 200 * time.Millisecond,
+			wantOut: "pod " + podName("worker-1") + " did not finish in time (pod " + podName("worker-1") + " on worker-1: ErrImagePull: pull access denied): remove /etc/containerd/certs.d/10.96.0.50:443 on its node by hand\n",
+			wantErr: "cleanup incomplete: node worker-1",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := fake.NewClientset(tc.nodes...)
+			k := runPods(client, tc.phase)
+			o := cleanupOptions(client, func(o *app.CleanupOptions) {
+				o.Secrets = nil
+				if tc.timeout > 0 {
+					o.Timeout = tc.timeout
+				}
+			})
+			require.NoError(t, o.Complete())
+			var out bytes.Buffer
+			err := o.Run(context.Background(), &out)
+			if tc.wantErr != "" {
+				require.EqualError(t, err, tc.wantErr)
+				require.ErrorIs(t, err, app.ErrCleanupIncomplete)
+			} else {
+				require.NoError(t, err)
+			}
+			require.Equal(t, tc.wantOut, out.String())
+			for _, p := range k.pods() {
+				_, err := client.CoreV1().Pods(namespace).Get(context.Background(), p.Name, metav1.GetOptions{})
+				require.True(t, apierrors.IsNotFound(err), "pod %s is deleted: %v", p.Name, err)
+			}
+		})
+	}
+}
+
+func TestCleanupWithoutNodes(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset(node("worker-1", corev1.ConditionTrue),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: caSecret, Namespace: namespace}})
+	k := runPods(client, corev1.PodSucceeded)
+	// With trust distribution off the chart gives neither --host nor --owner nor --image.
+	o := cleanupOptions(client, func(o *app.CleanupOptions) {
+		o.Nodes, o.Host, o.Owner, o.Image = false, "", "", ""
+	})
+	require.NoError(t, o.Complete())
+	var out bytes.Buffer
+	require.NoError(t, o.Run(context.Background(), &out))
+	require.Equal(t, "secret cr-connected-registry-tls: already gone\nsecret cr-connected-registry-tls-ca: deleted\n", out.String())
+	require.Empty(t, k.pods())
+	require.Equal(t, []string{"delete secrets", "delete secrets"}, cleanupCalls(client), "no node is listed, no pod made")
+}
+
+func TestCleanupReportsASecretItCannotDelete(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	client.PrependReactor("delete", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(a.GetResource().GroupResource(), a.(k8stesting.DeleteAction).GetName(),
+			errors.New(`User "system:serviceaccount:connected-registry:cleanup" cannot delete resource "secrets"`))
+	})
+	o := cleanupOptions(client, func(o *app.CleanupOptions) { o.Nodes, o.Secrets = false, []string{tlsSecret} })
+	require.NoError(t, o.Complete())
+	var out bytes.Buffer
+	err := o.Run(context.Background(), &out)
+	require.EqualError(t, err, "cleanup incomplete: secret cr-connected-registry-tls")
+	require.Equal(t, `secret cr-connected-registry-tls: secrets "cr-connected-registry-tls" is forbidden: User "system:serviceaccount:connected-registry:cleanup" cannot delete resource "secrets"`+"\n", out.String())
+}
+
+func cleanupCalls(client *fake.Clientset) []string {
+	var out []string
+	for _, a := range client.Actions() {
+		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+	}
+	return out
+}
+
+func TestCleanupCommandLine(t *testing.T) {
+	t.Parallel()
+	base := []string{"hooks", "cleanup", "--namespace=connected-registry", "--kubeconfig=/nonexistent/kubeconfig"}
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantErr  string
+		wantCode int
+	}{
+		{
+			name:     "--nodes without --image should be a usage error",
+			args:     []string{"--host=10.96.0.50:443", "--owner=connected-registry/cr"},
+			wantErr:  "--image is required with --nodes: the per-node pods run this binary",
+			wantCode: 2,
+		},
+		{
+			name:     "--nodes without --owner should be a usage error",
+			args:     []string{"--host=10.96.0.50:443", "--image=" + cleanupImage},
+			wantErr:  `--owner "" is not namespace/release`,
+			wantCode: 2,
+		},
+		{
+			name:     "a label without = should be a usage error",
+			args:     []string{"--nodes=false", "--labels=app.kubernetes.io/instance"},
+			wantErr:  `--labels item "app.kubernetes.io/instance" is not key=value`,
+			wantCode: 2,
+		},
+		{
+			name:     "labels from the environment twin should be checked too",
+			args:     []string{"--nodes=false"},
+			env:      map[string]string{"CONNECTED_REGISTRY_CLEANUP_LABELS": "a=b,=c"},
+			wantErr:  `--labels item "=c" is not key=value`,
+			wantCode: 2,
+		},
+		{
+			name:     "valid flags should get as far as building the API client",
+			args:     []string{"--host=10.96.0.50:443", "--owner=connected-registry/cr", "--image=" + cleanupImage, "--labels=a=b", "--secret=x,y"},
+			wantErr:  "configuring the API client: stat /nonexistent/kubeconfig: no such file or directory",
+			wantCode: 1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := execute(t, tc.env, "", append(append([]string{}, base...), tc.args...)...)
+			require.EqualError(t, r.err, tc.wantErr)
+			require.Equal(t, tc.wantCode, app.ExitCode(r.err))
+		})
+	}
+}

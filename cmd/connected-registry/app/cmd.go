@@ -1,0 +1,194 @@
+// Package app holds the subcommands of the hooks binary, the project's one in-cluster image. Each command is an
+// Options type: flags (each with an environment twin) fill it, Complete checks and defaults it, Run does the
+// work. Nothing here is global: Execute builds every flag set afresh.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+)
+
+// Streams are the standard streams of a command.
+type Streams struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// Options is what every command implements.
+type Options interface {
+	// AddFlags registers the command's flags.
+	AddFlags(fs *FlagSet)
+	// Complete validates the options and fills in defaults.
+	Complete() error
+	// Run does the work, writing its report to out.
+	Run(ctx context.Context, out io.Writer) error
+}
+
+// argsSetter is implemented by commands that take positional arguments; the others refuse any.
+type argsSetter interface {
+	SetArgs(args []string) error
+}
+
+// command is one subcommand of the binary.
+type command struct {
+	name    string
+	usage   string // positional arguments, for the help text
+	summary string
+	new     func(s Streams) Options
+}
+
+// commands lists the subcommands.
+func commands() []command {
+	return []command{
+		{
+			name:    "preflight",
+			summary: "check the release's values and the cluster before install or upgrade, one line per check; exit 1 on a failure",
+			new:     func(s Streams) Options { return &PreflightOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
+		{
+			name:    "certgen",
+			summary: "generate the registry's CA and serving certificate into kubernetes.io/tls Secrets, keeping what is still right",
+			new:     func(s Streams) Options { return &CertgenOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
+		{
+			name:    "trust-agent",
+			summary: "keep the node's containerd certs.d entry for the registry equal to the mounted CA, and report whether containerd uses it",
+			new:     func(s Streams) Options { return &TrustAgentOptions{LogOut: s.Err} },
+		},
+		{
+			name:    "tls-reloader",
+			summary: "next to the registry: publish its CA to the trust bundle, and restart it on a renewed certificate once the nodes trust its CA",
+			new:     func(s Streams) Options { return &TLSReloaderOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
+		{
+			name:    "trust-remove",
+			summary: "remove the certs.d entry the trust agent wrote on this node, and nothing else",
+			new:     func(Streams) Options { return &TrustRemoveOptions{} },
+		},
+		{
+			name:    "cleanup",
+			summary: "post-delete: remove the trust entry from every node and the Secrets Helm does not own",
+			new:     func(s Streams) Options { return &CleanupOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+		},
+		{
+			name:    "install-credential-helper",
+			summary: "copy this binary to --dest, where the registry runs it as its Docker credential helper",
+			new:     func(Streams) Options { return &InstallCredentialHelperOptions{} },
+		},
+		{
+			name:    "parent-gate",
+			summary: "run the CONNECT proxy the registry reaches its parent through, which cuts connections the parent leaves unanswered so pulls of cached content do not wait",
+			new:     func(s Streams) Options { return &ParentGateOptions{Log: s.Err} },
+		},
+		{
+			name:    CredentialHelperCommand,
+			usage:   "get|store|erase|list|version",
+			summary: "act as the Docker credential helper for the parent registry (what the binary does when named " + CredentialHelperPrefix + "*)",
+			new:     func(s Streams) Options { return &CredentialHelperOptions{In: s.In} },
+		},
+	}
+}
+
+// UsageError reports a mistake on the command line; the binary exits with status 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usageErrorf(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// ExitCode maps an error of Execute to the process exit status: 0 for none (or --help), 2 for a usage
+// error, 1 otherwise.
+func ExitCode(err error) int {
+	var ue *UsageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	}
+	return 1
+}
+
+// Execute runs the command that args (os.Args) select. A binary whose base name starts with
+// CredentialHelperPrefix acts as the credential helper, the way Docker and Distribution call helpers:
+// `docker-credential-connected-registry get`.
+func Execute(ctx context.Context, args []string, s Streams, env LookupEnv) error {
+	if len(args) == 0 {
+		return usageErrorf("no program name in the arguments")
+	}
+	prog := filepath.Base(args[0])
+	if strings.HasPrefix(prog, CredentialHelperPrefix) {
+		return runCommand(ctx, prog, findCommand(CredentialHelperCommand), args[1:], s, env)
+	}
+	if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
+		printUsage(s.Out, prog)
+		if len(args) < 2 {
+			return usageErrorf("no command given; run %s --help for the commands", prog)
+		}
+		return flag.ErrHelp
+	}
+	c := findCommand(args[1])
+	if c == nil {
+		return usageErrorf("unknown command %q; run %s --help for the commands", args[1], prog)
+	}
+	return runCommand(ctx, prog+" "+c.name, c, args[2:], s, env)
+}
+
+func findCommand(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return &c
+		}
+	}
+	return nil
+}
+
+func runCommand(ctx context.Context, name string, c *command, args []string, s Streams, env LookupEnv) error {
+	opts := c.new(s)
+	fs := newFlagSet(name, env, io.Discard)
+	opts.AddFlags(fs)
+	fs.SetUsage("") // usage goes to io.Discard; --help prints it below
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(s.Out, "Usage: %s [flags] %s\n\n%s.\n\nFlags:\n", name, c.usage, capitalize(c.summary))
+			fs.PrintDefaults(s.Out)
+			return err
+		}
+		return &UsageError{Err: fmt.Errorf("%s: %w", name, err)}
+	}
+	if as, ok := opts.(argsSetter); ok {
+		if err := as.SetArgs(fs.Args()); err != nil {
+			return err
+		}
+	} else if len(fs.Args()) > 0 {
+		return usageErrorf("%s takes no arguments, got %q", name, fs.Args())
+	}
+	if err := opts.Complete(); err != nil {
+		return err
+	}
+	return opts.Run(ctx, s.Out)
+}
+
+func printUsage(w io.Writer, prog string) {
+	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nThe in-cluster binary of connected-registry.\n\nCommands:\n", prog)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-27s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun %s <command> --help for the flags of a command. Every flag can also be set through the\nenvironment variable named in its help.\n", prog)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,113 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
+)
+
+func TestParentGateCommandLine(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{
+			name:    "a listen address without a port should be a usage error",
+			args:    []string{"hooks", "parent-gate", "--listen", "127.0.0.1"},
+			wantErr: `--listen "127.0.0.1" is not host:port: address 127.0.0.1: missing port in address`,
+		},
+		{
+			name:    "a zero response timeout should be a usage error naming the flag",
+			args:    []string{"hooks", "parent-gate", "--response-timeout", "0s"},
+			wantErr: "--response-timeout must be positive, got 0s",
+		},
+		{
+			name:    "a parent that is not a registry URL should be a usage error naming the flag",
+			args:    []string{"hooks", "parent-gate", "--parent", "parent.example:443"},
+			wantErr: `--parent "parent.example:443" is not the https:// (or http://) URL of a registry, without credentials or query`,
+		},
+		{
+			name:    "an outbound proxy from HTTPS_PROXY that is not a URL should be a usage error",
+			args:    []string{"hooks", "parent-gate"},
+			env:     map[string]string{"HTTPS_PROXY": "proxy.corp:3128"},
+			wantErr: `--upstream-proxy "proxy.corp:3128" is not an http:// or https:// URL`,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := execute(t, tt.env, "", tt.args...)
+			require.Equal(t, 2, app.ExitCode(r.err))
+			require.EqualError(t, r.err, tt.wantErr)
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the command's goroutine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestParentGateServesUntilCanceled(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	l.Close()
+
+	parent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "parent saw "+r.URL.Path)
+	}))
+	defer parent.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Execute(ctx, []string{"hooks", "parent-gate", "--listen", addr, "--response-timeout", "200ms"},
+			app.Streams{In: strings.NewReader(""), Out: &out, Err: &out}, envMap(map[string]string{"CONNECTED_REGISTRY_GATE_PARENT": parent.URL}))
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "parent gate listening on "+addr) }, 10*time.Second, 10*time.Millisecond)
+	resp, err := http.Get("http://" + addr + "/v2/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "parent saw /v2/", string(body), "the gate forwards the registry API to the parent")
+	resp, err = http.Post("http://"+addr+"/v2/", "text/plain", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the gate only reads from the parent")
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gate did not stop when its context ended")
+	}
+}

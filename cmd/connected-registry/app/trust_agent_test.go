@@ -1,0 +1,423 @@
+package app
+
+// Internal tests: they serve /readyz through healthHandler and give the agent a fake API client, which
+// TrustAgentOptions takes no other way.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/connected-registry/connected-registry/internal/trust"
+)
+
+const (
+	agentHost     = "10.96.0.50:443"
+	agentNode     = "worker-1"
+	hostCertsDir  = "/etc/containerd/certs.d"
+	hostConfig    = "/etc/containerd/config.toml"
+	configNoPath  = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n"
+	configOurPath = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"
+	configElse    = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/var/lib/containerd/hosts\"\n"
+	ignoresReason = `containerd config /etc/containerd/config.toml (schema 2) sets no config_path in [plugins."io.containerd.grpc.v1.cri".registry]: containerd ignores certs.d; add config_path = "/etc/containerd/certs.d" there and restart containerd once`
+	usesReason    = `containerd config /etc/containerd/config.toml (schema 2) reads /etc/containerd/certs.d (config_path "/etc/containerd/certs.d")`
+)
+
+// event is one call of the agent's EventSink.
+type event struct {
+	Warning bool
+	Reason  string
+	Message string
+}
+
+type eventRecorder struct {
+	mu     sync.Mutex
+	events []event
+}
+
+func (r *eventRecorder) Event(_ context.Context, warning bool, reason, message string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, event{Warning: warning, Reason: reason, Message: message})
+}
+
+// take returns the events recorded since the last take.
+func (r *eventRecorder) take() []event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events
+	r.events = nil
+	return out
+}
+
+type agent struct {
+	*TrustAgentOptions
+	client   *fake.Clientset
+	events   *eventRecorder
+	config   string
+	entry    *trust.Entry
+	caFolder string // certs.d/<host> as the agent's container sees it
+}
+
+// newAgent parses the DaemonSet's args, completes the options and gives them client. The kubeconfig only lets
+// Complete build a client, which is then replaced: nothing dials it.
+func newAgent(t *testing.T, client *fake.Clientset, node string) *agent {
+	t.Helper()
+	dir := t.TempDir()
+	kubeconfig := writeKubeconfig(t)
+	certsDir := filepath.Join(dir, "certs.d")
+	require.NoError(t, os.Mkdir(certsDir, 0o755))
+	a := &agent{client: client, events: &eventRecorder{}, config: filepath.Join(dir, "config.toml"), caFolder: filepath.Join(certsDir, agentHost)}
+	a.TrustAgentOptions = &TrustAgentOptions{}
+	fs := newFlagSet("trust-agent", func(k string) (string, bool) {
+		v, ok := map[string]string{"NODE_NAME": node, "POD_NAME": "cr-connected-registry-trust-agent-x7k2p", "CONNECTED_REGISTRY_NAMESPACE": testNS}[k]
+		return v, ok
+	}, &strings.Builder{})
+	a.AddFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--ca-configmap=" + testBundle, "--certs-dir=" + certsDir, "--host=" + agentHost,
+		"--owner=connected-registry/cr", "--containerd-config=" + a.config, "--health-addr=", "--kubeconfig=" + kubeconfig}))
+	a.Events = a.events
+	a.Clock = &stepClock{t: testEpoch}
+	require.NoError(t, a.Complete())
+	a.kube.Client = client
+	a.entry = a.entry0()
+	return a
+}
+
+// writeKubeconfig writes a kubeconfig a client can be built from; nothing listens at its server.
+func writeKubeconfig(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(path, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600))
+	return path
+}
+
+func (a *agent) entry0() *trust.Entry { return a.NodeTrustOptions.entry(a.PreviousCAGrace, a.Clock) }
+
+func (a *agent) setConfig(t *testing.T, content string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(a.config, []byte(content), 0o644))
+}
+
+func (a *agent) sync(t *testing.T) string {
+	t.Helper()
+	return a.Sync(context.Background(), a.entry)
+}
+
+// get serves path through the agent's health handler.
+func (a *agent) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	a.healthHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func (a *agent) setBundle(t *testing.T, ca []byte) {
+	t.Helper()
+	cm, err := a.client.CoreV1().ConfigMaps(testNS).Get(context.Background(), testBundle, metav1.GetOptions{})
+	require.NoError(t, err)
+	cm.Data = map[string]string{BundleKey: string(ca)}
+	_, err = a.client.CoreV1().ConfigMaps(testNS).Update(context.Background(), cm, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}
+
+func (a *agent) acks(t *testing.T) map[string]string {
+	t.Helper()
+	cm, err := a.client.CoreV1().ConfigMaps(testNS).Get(context.Background(), testBundle, metav1.GetOptions{})
+	require.NoError(t, err)
+	out := map[string]string{}
+	for k, v := range cm.Annotations {
+		if strings.HasPrefix(k, AckAnnotationPrefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// writes lists the client's calls other than reads.
+func writes(client *fake.Clientset) []string {
+	var out []string
+	for _, c := range apiCalls(client) {
+		if !strings.HasPrefix(c, "get ") && !strings.HasPrefix(c, "list ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestTrustAgentReadiness(t *testing.T) {
+	t.Parallel()
+	ca := issueCA(t, "connected-registry CA")
+	fp := trust.Fingerprint(ca.CertPEM)
+	holds := hostCertsDir + "/" + agentHost + " holds CA " + fp
+	tests := []struct {
+		name       string
+		bundle     *corev1.ConfigMap
+		config     string
+		wantReady  bool
+		wantReason string
+		wantEvents []event
+		// wantInstalled is whether ca.crt and hosts.toml are on the node afterwards, and acknowledged.
+		wantInstalled bool
+	}{
+		{
+			name:       "a ConfigMap without ca.crt should be not ready with CAUnavailable",
+			bundle:     bundleOf(nil, nil),
+			config:     configOurPath,
+			wantReason: "CAUnavailable: reading the registry's CA from ConfigMap connected-registry/cr-connected-registry-trust-bundle: ConfigMap cr-connected-registry-trust-bundle has no ca.crt yet: the registry pod publishes it when it starts",
+			wantEvents: []event{{Warning: true, Reason: "CAUnavailable", Message: "node worker-1: reading the registry's CA from ConfigMap connected-registry/cr-connected-registry-trust-bundle: ConfigMap cr-connected-registry-trust-bundle has no ca.crt yet: the registry pod publishes it when it starts"}},
+		},
+		{
+			name:       "a missing ConfigMap should be not ready with CAUnavailable",
+			config:     configOurPath,
+			wantReason: `CAUnavailable: reading the registry's CA from ConfigMap connected-registry/cr-connected-registry-trust-bundle: configmaps "cr-connected-registry-trust-bundle" not found`,
+			wantEvents: []event{{Warning: true, Reason: "CAUnavailable", Message: `node worker-1: reading the registry's CA from ConfigMap connected-registry/cr-connected-registry-trust-bundle: configmaps "cr-connected-registry-trust-bundle" not found`}},
+		},
+		{
+			name:          "a schema 2 config without config_path should install the CA and be not ready with ContainerdIgnoresTrust",
+			bundle:        bundleOf(ca.CertPEM, nil),
+			config:        configNoPath,
+			wantInstalled: true,
+			wantReason:    "ContainerdIgnoresTrust: " + holds + ", but containerd will not use it (no): " + ignoresReason,
+			wantEvents:    []event{{Reason: "TrustWritten"}, {Warning: true, Reason: "ContainerdIgnoresTrust", Message: "node worker-1: " + holds + ", but containerd will not use it (no): " + ignoresReason}},
+		},
+		{
+			name:          "a config_path naming another directory should be not ready with ContainerdIgnoresTrust",
+			bundle:        bundleOf(ca.CertPEM, nil),
+			config:        configElse,
+			wantInstalled: true,
+			wantReason: "ContainerdIgnoresTrust: " + holds + `, but containerd will not use it (no): containerd config /etc/containerd/config.toml (schema 2) reads config_path "/var/lib/containerd/hosts", which does not hold /etc/containerd/certs.d: ` +
+				`set trustDistribution.certsDir to one of those directories, or add /etc/containerd/certs.d to config_path in [plugins."io.containerd.grpc.v1.cri".registry]`,
+			wantEvents: []event{{Reason: "TrustWritten"}, {Warning: true, Reason: "ContainerdIgnoresTrust"}},
+		},
+		{
+			name:          "a config_path naming the host certs.d directory should be ready with TrustInPlace",
+			bundle:        bundleOf(ca.CertPEM, nil),
+			config:        configOurPath,
+			wantInstalled: true,
+			wantReady:     true,
+			wantReason:    "TrustInPlace: " + holds + " and containerd uses it: " + usesReason,
+			wantEvents:    []event{{Reason: "TrustWritten"}, {Reason: "TrustInPlace", Message: "node worker-1: " + holds + " and containerd uses it: " + usesReason}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var objs []runtime.Object
+			if tc.bundle != nil {
+				objs = append(objs, tc.bundle)
+			}
+			a := newAgent(t, fake.NewClientset(objs...), agentNode)
+			a.setConfig(t, tc.config)
+			code, body := a.get(t, "/readyz")
+			require.Equal(t, http.StatusServiceUnavailable, code, "not ready before the first pass")
+			require.Equal(t, "\n", body)
+
+			require.Equal(t, tc.wantReason, a.sync(t))
+			ready, reason := a.Ready()
+			require.Equal(t, tc.wantReady, ready)
+			require.Equal(t, tc.wantReason, reason)
+			code, body = a.get(t, "/readyz")
+			require.Equal(t, map[bool]int{true: http.StatusOK, false: http.StatusServiceUnavailable}[tc.wantReady], code)
+			require.Equal(t, tc.wantReason+"\n", body)
+			code, body = a.get(t, "/healthz")
+			require.Equal(t, http.StatusOK, code, "liveness does not depend on trust")
+			require.Equal(t, "ok\n", body)
+
+			got := a.events.take()
+			require.Len(t, got, len(tc.wantEvents))
+			for i, want := range tc.wantEvents {
+				require.Equal(t, want.Warning, got[i].Warning, got[i])
+				require.Equal(t, want.Reason, got[i].Reason, got[i])
+				if want.Message != "" {
+					require.Equal(t, want.Message, got[i].Message)
+				}
+			}
+
+			onNode, err := os.ReadFile(filepath.Join(a.caFolder, "ca.crt"))
+			if !tc.wantInstalled {
+				require.ErrorIs(t, err, os.ErrNotExist)
+				require.Empty(t, writes(a.client), "nothing to acknowledge")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, string(ca.CertPEM), string(onNode))
+			hosts, err := os.ReadFile(filepath.Join(a.caFolder, "hosts.toml"))
+			require.NoError(t, err)
+			require.Contains(t, string(hosts), `ca = "/etc/containerd/certs.d/10.96.0.50:443/ca.crt"`, "hosts.toml names the CA by its path on the node")
+			require.Equal(t, "node worker-1: wrote /etc/containerd/certs.d/10.96.0.50:443/ca.crt, /etc/containerd/certs.d/10.96.0.50:443/hosts.toml (CA "+fp+")", got[0].Message,
+				"the Event names the files by their paths on the node")
+			require.Equal(t, []string{"patch configmaps"}, writes(a.client))
+			require.Equal(t, map[string]string{AckAnnotationPrefix + agentNode: BundleFingerprint(ca.CertPEM)}, a.acks(t),
+				"the agent acknowledges the bundle even when containerd ignores it: the CA is installed")
+		})
+	}
+}
+
+func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
+	t.Parallel()
+	ca, next := issueCA(t, "connected-registry CA"), issueCA(t, "next CA")
+	a := newAgent(t, fake.NewClientset(bundleOf(nil, nil)), agentNode)
+	a.setConfig(t, configNoPath)
+	reasons := func() []string {
+		var out []string
+		for _, e := range a.events.take() {
+			out = append(out, e.Reason)
+		}
+		return out
+	}
+
+	a.sync(t)
+	require.Equal(t, []string{"CAUnavailable"}, reasons())
+	a.sync(t)
+	require.Empty(t, reasons(), "the same state is not reported twice")
+
+	// The registry pod publishes its CA.
+	a.setBundle(t, ca.CertPEM)
+	a.client.ClearActions()
+	a.sync(t)
+	require.Equal(t, []string{"TrustWritten", "ContainerdIgnoresTrust"}, reasons())
+	require.Equal(t, []string{"patch configmaps"}, writes(a.client))
+	a.client.ClearActions()
+	a.sync(t)
+	require.Empty(t, reasons())
+	require.Empty(t, writes(a.client), "an acknowledged bundle is not acknowledged again")
+
+	// The administrator sets config_path.
+	a.setConfig(t, configOurPath)
+	a.sync(t)
+	require.Equal(t, []string{"TrustInPlace"}, reasons(), "nothing is written again, only the state changes")
+	require.Empty(t, writes(a.client))
+	a.sync(t)
+	require.Empty(t, reasons())
+	code, _ := a.get(t, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+
+	// A new CA: written, acknowledged, and the state names it.
+	a.setBundle(t, next.CertPEM)
+	a.client.ClearActions()
+	state := a.sync(t)
+	require.Equal(t, []string{"TrustWritten", "TrustInPlace"}, reasons())
+	require.Contains(t, state, "holds CA "+trust.Fingerprint(next.CertPEM))
+	require.Equal(t, []string{"patch configmaps"}, writes(a.client))
+	require.Equal(t, map[string]string{AckAnnotationPrefix + agentNode: BundleFingerprint(next.CertPEM)}, a.acks(t))
+	onNode, err := os.ReadFile(filepath.Join(a.caFolder, "ca.crt"))
+	require.NoError(t, err)
+	require.Equal(t, string(next.CertPEM)+string(ca.CertPEM), string(onNode), "the replaced CA stays trusted for --previous-ca-grace")
+
+	// The ConfigMap loses its CA: the entry stays on the node, readiness goes.
+	a.setBundle(t, nil)
+	a.sync(t)
+	require.Equal(t, []string{"CAUnavailable"}, reasons())
+	code, _ = a.get(t, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	_, err = os.Stat(filepath.Join(a.caFolder, "ca.crt"))
+	require.NoError(t, err)
+}
+
+func TestTrustAgentRetriesAFailedAcknowledgement(t *testing.T) {
+	t.Parallel()
+	ca := issueCA(t, "connected-registry CA")
+	client := fake.NewClientset(bundleOf(ca.CertPEM, nil))
+	failures := 1
+	client.PrependReactor("patch", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if failures == 0 {
+			return false, nil, nil
+		}
+		failures--
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, testBundle, errors.New("RBAC"))
+	})
+	// A node name too long for an annotation name as it is.
+	node := "worker-" + strings.Repeat("pool-a-", 10)
+	a := newAgent(t, client, node)
+	a.setConfig(t, configOurPath)
+
+	a.sync(t)
+	require.Empty(t, a.acks(t), "the patch was refused")
+	ready, _ := a.Ready()
+	require.True(t, ready, "readiness is about the node, not about the acknowledgement")
+
+	a.sync(t)
+	acks := a.acks(t)
+	require.Equal(t, map[string]string{AckAnnotation(node): BundleFingerprint(ca.CertPEM)}, acks, "the next pass acknowledges")
+	for k := range acks {
+		require.Empty(t, validation.IsQualifiedName(k), k)
+	}
+	require.Equal(t, []string{"patch configmaps", "patch configmaps"}, writes(a.client))
+}
+
+func TestTrustAgentCommandLine(t *testing.T) {
+	t.Parallel()
+	kubeconfig := writeKubeconfig(t)
+	base := []string{"hooks", "trust-agent", "--host=" + agentHost, "--owner=connected-registry/cr", "--health-addr="}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{
+			name:    "both --ca-configmap and --ca-file should be a usage error",
+			args:    []string{"--namespace=" + testNS, "--ca-configmap=" + testBundle, "--ca-file=/etc/connected-registry/ca/ca.crt"},
+			wantErr: "give exactly one of --ca-configmap and --ca-file",
+		},
+		{
+			name:    "neither --ca-configmap nor --ca-file should be a usage error",
+			args:    []string{"--namespace=" + testNS},
+			wantErr: "give exactly one of --ca-configmap and --ca-file",
+		},
+		{
+			name:    "--ca-file from the environment and --ca-configmap as a flag should be a usage error",
+			args:    []string{"--namespace=" + testNS, "--ca-configmap=" + testBundle},
+			env:     map[string]string{"CONNECTED_REGISTRY_TRUST_CA_FILE": "/etc/connected-registry/ca/ca.crt"},
+			wantErr: "give exactly one of --ca-configmap and --ca-file",
+		},
+		{
+			name:    "--ca-configmap without --namespace should be a usage error",
+			args:    []string{"--ca-configmap=" + testBundle},
+			wantErr: "--ca-configmap needs --namespace",
+		},
+		{
+			name:    "a missing --host should be a usage error",
+			args:    []string{"--host=", "--namespace=" + testNS, "--ca-configmap=" + testBundle},
+			wantErr: "--host is required: the registry's clusterIP:443",
+		},
+		{
+			name:    "--namespace without a pod name should be a usage error",
+			args:    []string{"--namespace=" + testNS, "--ca-file=/etc/connected-registry/ca/ca.crt", "--kubeconfig=" + kubeconfig},
+			wantErr: "--pod-name (POD_NAME) is required with --namespace: the agent's Events are about its pod",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			err := Execute(context.Background(), append(append([]string{}, base...), tc.args...),
+				Streams{In: strings.NewReader(""), Out: &strings.Builder{}, Err: &strings.Builder{}}, env)
+			require.EqualError(t, err, tc.wantErr)
+			require.Equal(t, 2, ExitCode(err))
+		})
+	}
+}
