@@ -1,5 +1,8 @@
-// Command hooks is the in-cluster binary of connected-registry. Run as `hooks <command>`, or, when its name
-// starts with docker-credential-, as the registry's Docker credential helper for the parent registry.
+// Command connected-registry is the in-cluster binary of connected-registry: the pre-install checks, certificate
+// generation, the registry pod's tls-reloader, parent gate and credential helper, the node trust agent and the
+// post-delete cleanup. Run it as `connected-registry <command>`, or, under a name that starts with
+// docker-credential-, as the registry's Docker credential helper for the parent registry. The commands are wired
+// in package app.
 package main
 
 import (
@@ -15,14 +18,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args)
+	err := app.Execute(ctx, os.Args, app.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.LookupEnv)
 	stop()
 	if code := app.ExitCode(err); code != 0 {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
 		os.Exit(code)
 	}
-}
-
-func run(ctx context.Context, args []string) error {
-	return app.Execute(ctx, args, app.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.LookupEnv)
 }

@@ -25,7 +25,7 @@ func goTool(t *testing.T) string {
 func TestBinary(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "hooks")
+	bin := filepath.Join(dir, "connected-registry")
 	build := exec.Command(goTool(t), "build", "-o", bin, ".")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
@@ -77,13 +77,13 @@ func TestBinary(t *testing.T) {
 	require.NotContains(t, stderr, "pull-password")
 }
 
-// TestNoHelmDependency keeps the in-cluster binary small: nothing under hooks/ may link Helm.
+// TestNoHelmDependency keeps the in-cluster binary small: nothing under cmd/connected-registry may link Helm.
 func TestNoHelmDependency(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command(goTool(t), "list", "-deps", "-test", "./...").CombinedOutput()
 	require.NoError(t, err, "go list: %s", out)
 	for _, pkg := range strings.Fields(string(out)) {
-		require.False(t, strings.HasPrefix(pkg, "helm.sh/"), "hooks depends on %s", pkg)
-		require.False(t, strings.HasPrefix(pkg, "k8s.io/helm"), "hooks depends on %s", pkg)
+		require.False(t, strings.HasPrefix(pkg, "helm.sh/"), "the in-cluster binary depends on %s", pkg)
+		require.False(t, strings.HasPrefix(pkg, "k8s.io/helm"), "the in-cluster binary depends on %s", pkg)
 	}
 }

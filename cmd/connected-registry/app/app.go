@@ -1,6 +1,8 @@
-// Package app holds the subcommands of the hooks binary, the project's one in-cluster image. Each command is an
-// Options type: flags (each with an environment twin) fill it, Complete checks and defaults it, Run does the
-// work. Nothing here is global: Execute builds every flag set afresh.
+// Package app wires the commands of the connected-registry binary, the project's one in-cluster image. It holds
+// the command table, one Options type per command and the flags the commands share. Flags (each with an
+// environment twin) fill an Options, Complete checks and defaults it and builds what it needs (the logger, the
+// API client), and Run hands the work to the domain package of internal/. Nothing here is global: Execute builds
+// every flag set afresh.
 package app
 
 import (
@@ -9,8 +11,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
+
+	"github.com/connected-registry/connected-registry/internal/credhelper"
 )
 
 // Streams are the standard streams of a command.
@@ -35,13 +40,31 @@ type argsSetter interface {
 	SetArgs(args []string) error
 }
 
+// Common holds what every command shares: the flags registered on every command's flag set, and what Execute
+// builds from them before the command's Complete.
+type Common struct {
+	// Command is the command's name, such as preflight; the API client's user agent names it.
+	Command string
+	// LogLevel is error, warn, info or debug.
+	LogLevel string
+	// Log is the command's logger, on standard error, at LogLevel.
+	Log *slog.Logger
+}
+
+func (c *Common) addFlags(fs *FlagSet) {
+	fs.StringVar(&c.LogLevel, "log-level", "CONNECTED_REGISTRY_LOG_LEVEL", "info", "log level on standard error: error, warn, info or debug")
+}
+
 // command is one subcommand of the binary.
 type command struct {
 	name    string
 	usage   string // positional arguments, for the help text
 	summary string
-	new     func(s Streams) Options
+	new     func(s Streams, c *Common) Options
 }
+
+// CredentialHelperCommand is the subcommand that acts as the credential helper.
+const CredentialHelperCommand = "credential-helper"
 
 // commands lists the subcommands.
 func commands() []command {
@@ -49,48 +72,48 @@ func commands() []command {
 		{
 			name:    "preflight",
 			summary: "check the release's values and the cluster before install or upgrade, one line per check; exit 1 on a failure",
-			new:     func(s Streams) Options { return &PreflightOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+			new:     func(_ Streams, c *Common) Options { return &PreflightOptions{KubeOptions: KubeOptions{Common: c}} },
 		},
 		{
 			name:    "certgen",
 			summary: "generate the registry's CA and serving certificate into kubernetes.io/tls Secrets, keeping what is still right",
-			new:     func(s Streams) Options { return &CertgenOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+			new:     func(_ Streams, c *Common) Options { return &CertgenOptions{KubeOptions: KubeOptions{Common: c}} },
 		},
 		{
 			name:    "trust-agent",
 			summary: "keep the node's containerd certs.d entry for the registry equal to the mounted CA, and report whether containerd uses it",
-			new:     func(s Streams) Options { return &TrustAgentOptions{LogOut: s.Err} },
+			new:     func(_ Streams, c *Common) Options { return &TrustAgentOptions{Common: c} },
 		},
 		{
 			name:    "tls-reloader",
 			summary: "next to the registry: publish its CA to the trust bundle, and restart it on a renewed certificate once the nodes trust its CA",
-			new:     func(s Streams) Options { return &TLSReloaderOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+			new:     func(_ Streams, c *Common) Options { return &TLSReloaderOptions{KubeOptions: KubeOptions{Common: c}} },
 		},
 		{
 			name:    "trust-remove",
 			summary: "remove the certs.d entry the trust agent wrote on this node, and nothing else",
-			new:     func(Streams) Options { return &TrustRemoveOptions{} },
+			new:     func(Streams, *Common) Options { return &TrustRemoveOptions{} },
 		},
 		{
 			name:    "cleanup",
 			summary: "post-delete: remove the trust entry from every node and the Secrets Helm does not own",
-			new:     func(s Streams) Options { return &CleanupOptions{KubeOptions: KubeOptions{LogOut: s.Err}} },
+			new:     func(_ Streams, c *Common) Options { return &CleanupOptions{KubeOptions: KubeOptions{Common: c}} },
 		},
 		{
 			name:    "install-credential-helper",
 			summary: "copy this binary to --dest, where the registry runs it as its Docker credential helper",
-			new:     func(Streams) Options { return &InstallCredentialHelperOptions{} },
+			new:     func(Streams, *Common) Options { return &InstallCredentialHelperOptions{} },
 		},
 		{
 			name:    "parent-gate",
 			summary: "run the CONNECT proxy the registry reaches its parent through, which cuts connections the parent leaves unanswered so pulls of cached content do not wait",
-			new:     func(s Streams) Options { return &ParentGateOptions{Log: s.Err} },
+			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{Common: c} },
 		},
 		{
 			name:    CredentialHelperCommand,
-			usage:   "get|store|erase|list|version",
-			summary: "act as the Docker credential helper for the parent registry (what the binary does when named " + CredentialHelperPrefix + "*)",
-			new:     func(s Streams) Options { return &CredentialHelperOptions{In: s.In} },
+			usage:   strings.Join(credhelper.Actions, "|"),
+			summary: "act as the Docker credential helper for the parent registry (what the binary does when named " + credhelper.NamePrefix + "*)",
+			new:     func(s Streams, _ *Common) Options { return &CredentialHelperOptions{In: s.In} },
 		},
 	}
 }
@@ -119,14 +142,14 @@ func ExitCode(err error) int {
 }
 
 // Execute runs the command that args (os.Args) select. A binary whose base name starts with
-// CredentialHelperPrefix acts as the credential helper, the way Docker and Distribution call helpers:
+// credhelper.NamePrefix acts as the credential helper, the way Docker and Distribution call helpers:
 // `docker-credential-connected-registry get`.
 func Execute(ctx context.Context, args []string, s Streams, env LookupEnv) error {
 	if len(args) == 0 {
 		return usageErrorf("no program name in the arguments")
 	}
 	prog := filepath.Base(args[0])
-	if strings.HasPrefix(prog, CredentialHelperPrefix) {
+	if strings.HasPrefix(prog, credhelper.NamePrefix) {
 		return runCommand(ctx, prog, findCommand(CredentialHelperCommand), args[1:], s, env)
 	}
 	if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
@@ -153,8 +176,10 @@ func findCommand(name string) *command {
 }
 
 func runCommand(ctx context.Context, name string, c *command, args []string, s Streams, env LookupEnv) error {
-	opts := c.new(s)
+	common := &Common{Command: c.name}
+	opts := c.new(s, common)
 	fs := newFlagSet(name, env, io.Discard)
+	common.addFlags(fs)
 	opts.AddFlags(fs)
 	fs.SetUsage("") // usage goes to io.Discard; --help prints it below
 	if err := fs.Parse(args); err != nil {
@@ -172,6 +197,11 @@ func runCommand(ctx context.Context, name string, c *command, args []string, s S
 	} else if len(fs.Args()) > 0 {
 		return usageErrorf("%s takes no arguments, got %q", name, fs.Args())
 	}
+	log, err := newLogger(s.Err, common.LogLevel)
+	if err != nil {
+		return err
+	}
+	common.Log = log
 	if err := opts.Complete(); err != nil {
 		return err
 	}

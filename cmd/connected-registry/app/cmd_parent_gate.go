@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,10 +16,20 @@ import (
 	"github.com/connected-registry/connected-registry/internal/parentgate"
 )
 
+const (
+	// DefaultGateListen is the parent gate's default address.
+	DefaultGateListen = "127.0.0.1:3128"
+	// gateReadHeaderTimeout bounds how long the registry may take to send a request's headers to the gate.
+	gateReadHeaderTimeout = 10 * time.Second
+	// gateShutdownTimeout bounds how long the gate waits for requests in flight when it stops.
+	gateShutdownTimeout = 5 * time.Second
+)
+
 // ParentGateOptions runs the parent gate in the registry's pod: the way Distribution reaches its parent, so that
 // a silent or hung parent delays a pull of cached content by at most ResponseTimeout, and concurrent pulls of a
-// blob the cache lacks fetch it once (see package parentgate).
+// blob the cache lacks fetch it once (package parentgate).
 type ParentGateOptions struct {
+	*Common
 	// Listen is the address the registry's remoteurl and HTTPS_PROXY name; keep it on loopback.
 	Listen string
 	// Parent is the parent's URL; empty makes the gate a CONNECT proxy only.
@@ -34,13 +43,11 @@ type ParentGateOptions struct {
 	// UpstreamProxy and NoProxy send the gate's own traffic through an outbound proxy, as HTTPS_PROXY and
 	// NO_PROXY would the registry's.
 	UpstreamProxy, NoProxy string
-	// Log receives the gate's log lines.
-	Log io.Writer
 }
 
 // AddFlags registers the flags.
 func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
-	fs.StringVar(&o.Listen, "listen", "CONNECTED_REGISTRY_GATE_LISTEN", "127.0.0.1:3128",
+	fs.StringVar(&o.Listen, "listen", "CONNECTED_REGISTRY_GATE_LISTEN", DefaultGateListen,
 		"address to accept the registry's requests on; keep it on loopback, inside the pod")
 	fs.StringVar(&o.Parent, "parent", "CONNECTED_REGISTRY_GATE_PARENT", "",
 		"the parent registry's https:// URL; requests other than CONNECT are forwarded to it, and concurrent fetches of one blob share one; empty: CONNECT only")
@@ -87,9 +94,6 @@ func (o *ParentGateOptions) Complete() error {
 			return usageErrorf("--upstream-proxy %q is not an http:// or https:// URL", o.UpstreamProxy)
 		}
 	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
 	return nil
 }
 
@@ -105,7 +109,7 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 		Upstream: func(target string) (*url.URL, error) {
 			return proxyFor(&url.URL{Scheme: "https", Host: target})
 		},
-		Log: slog.New(slog.NewTextHandler(o.Log, nil)),
+		Log: o.Log,
 	}
 	if o.Parent != "" {
 		g.Parent, _ = url.Parse(o.Parent)
@@ -114,7 +118,7 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening on --listen %s: %w", o.Listen, err)
 	}
-	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: gateReadHeaderTimeout}
 	fmt.Fprintf(out, "parent gate listening on %s: parent %q, response timeout %s, dial timeout %s, cooldown %s, outbound proxy %q\n",
 		l.Addr(), o.Parent, o.ResponseTimeout, o.DialTimeout, o.Cooldown, o.UpstreamProxy)
 	errc := make(chan error, 1)
@@ -123,7 +127,7 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), gateShutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err

@@ -2,14 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
-	"strings"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connected-registry/connected-registry/internal/preflight"
 )
@@ -17,15 +11,9 @@ import (
 // DefaultTerminationLog is where Kubernetes reads a container's termination message.
 const DefaultTerminationLog = "/dev/termination-log"
 
-// maxTerminationMessage is the size Kubernetes keeps of a termination message.
-const maxTerminationMessage = 4096
-
-// ErrChecksFailed is returned when at least one check fails; the binary then exits 1.
-var ErrChecksFailed = errors.New("preflight checks failed")
-
-// PreflightOptions checks the release's values against the cluster before install or upgrade. It prints one
-// line per check, `name: ok|warn|fail: message`, writes the failures and warnings to the termination log, and
-// fails when a check fails.
+// PreflightOptions checks the release's values against the cluster before install or upgrade (package
+// preflight). It prints one line per check, writes the failures and warnings to the termination log, and fails
+// when a check fails.
 type PreflightOptions struct {
 	KubeOptions
 	// Config is filled by the flags; Namespace comes from KubeOptions.
@@ -87,78 +75,22 @@ func (o *PreflightOptions) Complete() error {
 	default:
 		return usageErrorf("--tls-source %q is not secret, byoc, cert-manager or generated", c.TLSSource)
 	}
-	return o.complete("preflight")
+	return o.complete()
 }
 
-// Run runs every check, prints one line each, and returns ErrChecksFailed when one fails.
+// Run runs every check, prints one line each, writes the termination log, and returns preflight.ErrChecksFailed
+// when one fails.
 func (o *PreflightOptions) Run(ctx context.Context, out io.Writer) error {
 	ctx, cancel := o.withTimeout(ctx)
 	defer cancel()
 	cfg := o.Config
 	cfg.Namespace = o.Namespace
-	checker := &preflight.Checker{
-		Client: o.Client, Config: cfg, Clock: o.Clock,
-		Debugf: func(format string, args ...any) { o.log.Debug(fmt.Sprintf(format, args...)) },
-	}
-	results := checker.Run(ctx)
-	o.deleteInput(ctx)
-	var failed, warned []string
-	var problems []string
-	for _, r := range results {
-		fmt.Fprintln(out, r.String())
-		switch r.Status {
-		case preflight.Fail:
-			failed = append(failed, r.Check)
-			problems = append(problems, r.String())
-		case preflight.Warn:
-			warned = append(warned, r.Check)
-			problems = append(problems, r.String())
+	checker := &preflight.Checker{Client: o.Client, Config: cfg, Log: o.Log}
+	msg, err := checker.Report(ctx, out)
+	if o.TerminationLog != "" {
+		if werr := os.WriteFile(o.TerminationLog, []byte(msg), 0o644); werr != nil {
+			o.Log.Debug("cannot write the termination log", "path", o.TerminationLog, "error", werr)
 		}
 	}
-	summary := fmt.Sprintf("preflight: %d checks passed", len(results))
-	switch {
-	case len(failed) > 0:
-		summary = fmt.Sprintf("preflight: %d of %d checks failed (%s)", len(failed), len(results), strings.Join(failed, ", "))
-	case len(warned) > 0:
-		summary = fmt.Sprintf("preflight: %d checks passed, %d with a warning (%s)", len(results), len(warned), strings.Join(warned, ", "))
-	}
-	o.writeTerminationLog(summary, problems)
-	if len(failed) > 0 {
-		return fmt.Errorf("%w: %d of %d (%s); the lines above name each value and its fix", ErrChecksFailed, len(failed), len(results), strings.Join(failed, ", "))
-	}
-	return nil
-}
-
-// deleteInput deletes the hook Secret that handed the values over, once read, whatever the verdict: Helm deletes a
-// hook only when every hook of the phase succeeded, and a failed install must not leave a private key behind.
-func (o *PreflightOptions) deleteInput(ctx context.Context) {
-	name := o.Config.InputSecret
-	if name == "" {
-		return
-	}
-	err := o.Client.CoreV1().Secrets(o.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		o.log.Warn("cannot delete the hook Secret that handed the values over; Helm deletes it on the next install", "secret", name, "error", err)
-	}
-}
-
-// writeTerminationLog writes the summary and the problems, cut to what Kubernetes keeps, at a line end.
-func (o *PreflightOptions) writeTerminationLog(summary string, problems []string) {
-	if o.TerminationLog == "" {
-		return
-	}
-	msg := summary + "\n"
-	for _, p := range problems {
-		if len(msg)+len(p)+1 > maxTerminationMessage {
-			const more = "…\n"
-			if len(msg)+len(more) <= maxTerminationMessage {
-				msg += more
-			}
-			break
-		}
-		msg += p + "\n"
-	}
-	if err := os.WriteFile(o.TerminationLog, []byte(msg), 0o644); err != nil {
-		o.log.Debug("cannot write the termination log", "path", o.TerminationLog, "error", err)
-	}
+	return err
 }

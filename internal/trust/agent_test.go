@@ -1,7 +1,4 @@
-package app
-
-// Internal tests: they serve /readyz through healthHandler and give the agent a fake API client, which
-// TrustAgentOptions takes no other way.
+package trust_test
 
 import (
 	"context"
@@ -13,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -25,9 +23,12 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/connected-registry/connected-registry/internal/trust"
+	"github.com/connected-registry/connected-registry/internal/trust/bundle"
 )
 
 const (
+	testNS        = "connected-registry"
+	testBundle    = "cr-connected-registry-trust-bundle"
 	agentHost     = "10.96.0.50:443"
 	agentNode     = "worker-1"
 	hostCertsDir  = "/etc/containerd/certs.d"
@@ -67,54 +68,44 @@ func (r *eventRecorder) take() []event {
 }
 
 type agent struct {
-	*TrustAgentOptions
+	*trust.Agent
 	client   *fake.Clientset
 	events   *eventRecorder
 	config   string
-	entry    *trust.Entry
 	caFolder string // certs.d/<host> as the agent's container sees it
 }
 
-// newAgent parses the DaemonSet's args, completes the options and gives them client. The kubeconfig only lets
-// Complete build a client, which is then replaced: nothing dials it.
+var testEpoch = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// newAgent builds the agent as the chart's DaemonSet runs it on node, reading the bundle through client.
 func newAgent(t *testing.T, client *fake.Clientset, node string) *agent {
 	t.Helper()
 	dir := t.TempDir()
-	kubeconfig := writeKubeconfig(t)
 	certsDir := filepath.Join(dir, "certs.d")
 	require.NoError(t, os.Mkdir(certsDir, 0o755))
 	a := &agent{client: client, events: &eventRecorder{}, config: filepath.Join(dir, "config.toml"), caFolder: filepath.Join(certsDir, agentHost)}
-	a.TrustAgentOptions = &TrustAgentOptions{}
-	fs := newFlagSet("trust-agent", func(k string) (string, bool) {
-		v, ok := map[string]string{"NODE_NAME": node, "POD_NAME": "cr-connected-registry-trust-agent-x7k2p", "CONNECTED_REGISTRY_NAMESPACE": testNS}[k]
-		return v, ok
-	}, &strings.Builder{})
-	a.AddFlags(fs)
-	require.NoError(t, fs.Parse([]string{"--ca-configmap=" + testBundle, "--certs-dir=" + certsDir, "--host=" + agentHost,
-		"--owner=connected-registry/cr", "--containerd-config=" + a.config, "--health-addr=", "--kubeconfig=" + kubeconfig}))
-	a.Events = a.events
-	a.Clock = &stepClock{t: testEpoch}
-	require.NoError(t, a.Complete())
-	a.kube.Client = client
-	a.entry = a.entry0()
+	c := &clock{t: testEpoch}
+	a.Agent = &trust.Agent{
+		Entry: &trust.Entry{Dir: certsDir, HostDir: hostCertsDir, Host: agentHost, Owner: "connected-registry/cr",
+			PreviousCAGrace: 24 * time.Hour, Now: c.Now},
+		NodeName:             node,
+		Bundle:               &bundle.ConfigMap{Client: client, Namespace: testNS, Name: testBundle},
+		ContainerdConfig:     a.config,
+		HostContainerdConfig: hostConfig,
+		Interval:             2 * time.Second,
+		Events:               a.events,
+	}
 	return a
 }
 
-// writeKubeconfig writes a kubeconfig a client can be built from; nothing listens at its server.
-func writeKubeconfig(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, os.WriteFile(path, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`), 0o600))
-	return path
+// bundleOf is the trust bundle ConfigMap holding ca, or empty as the chart renders it when ca is nil.
+func bundleOf(ca []byte) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: testBundle, Namespace: testNS}}
+	if ca != nil {
+		cm.Data = map[string]string{bundle.Key: string(ca)}
+	}
+	return cm
 }
-
-func (a *agent) entry0() *trust.Entry { return a.NodeTrustOptions.entry(a.PreviousCAGrace, a.Clock) }
 
 func (a *agent) setConfig(t *testing.T, content string) {
 	t.Helper()
@@ -123,14 +114,14 @@ func (a *agent) setConfig(t *testing.T, content string) {
 
 func (a *agent) sync(t *testing.T) string {
 	t.Helper()
-	return a.Sync(context.Background(), a.entry)
+	return a.Sync(context.Background())
 }
 
 // get serves path through the agent's health handler.
 func (a *agent) get(t *testing.T, path string) (int, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	a.healthHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	a.HealthHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec.Code, rec.Body.String()
 }
 
@@ -138,7 +129,7 @@ func (a *agent) setBundle(t *testing.T, ca []byte) {
 	t.Helper()
 	cm, err := a.client.CoreV1().ConfigMaps(testNS).Get(context.Background(), testBundle, metav1.GetOptions{})
 	require.NoError(t, err)
-	cm.Data = map[string]string{BundleKey: string(ca)}
+	cm.Data = map[string]string{bundle.Key: string(ca)}
 	_, err = a.client.CoreV1().ConfigMaps(testNS).Update(context.Background(), cm, metav1.UpdateOptions{})
 	require.NoError(t, err)
 }
@@ -149,19 +140,19 @@ func (a *agent) acks(t *testing.T) map[string]string {
 	require.NoError(t, err)
 	out := map[string]string{}
 	for k, v := range cm.Annotations {
-		if strings.HasPrefix(k, AckAnnotationPrefix) {
+		if strings.HasPrefix(k, bundle.AckAnnotationPrefix) {
 			out[k] = v
 		}
 	}
 	return out
 }
 
-// writes lists the client's calls other than reads.
+// writes lists the client's calls other than reads, as "verb resource".
 func writes(client *fake.Clientset) []string {
 	var out []string
-	for _, c := range apiCalls(client) {
-		if !strings.HasPrefix(c, "get ") && !strings.HasPrefix(c, "list ") {
-			out = append(out, c)
+	for _, a := range client.Actions() {
+		if v := a.GetVerb(); v != "get" && v != "list" {
+			out = append(out, v+" "+a.GetResource().Resource)
 		}
 	}
 	return out
@@ -169,8 +160,8 @@ func writes(client *fake.Clientset) []string {
 
 func TestTrustAgentReadiness(t *testing.T) {
 	t.Parallel()
-	ca := issueCA(t, "connected-registry CA")
-	fp := trust.Fingerprint(ca.CertPEM)
+	ca := newCA(t, testEpoch, "connected-registry CA")
+	fp := trust.Fingerprint(ca)
 	holds := hostCertsDir + "/" + agentHost + " holds CA " + fp
 	tests := []struct {
 		name       string
@@ -184,7 +175,7 @@ func TestTrustAgentReadiness(t *testing.T) {
 	}{
 		{
 			name:       "a ConfigMap without ca.crt should be not ready with CAUnavailable",
-			bundle:     bundleOf(nil, nil),
+			bundle:     bundleOf(nil),
 			config:     configOurPath,
 			wantReason: "CAUnavailable: reading the registry's CA from ConfigMap connected-registry/cr-connected-registry-trust-bundle: ConfigMap cr-connected-registry-trust-bundle has no ca.crt yet: the registry pod publishes it when it starts",
 			wantEvents: []event{{Warning: true, Reason: "CAUnavailable", Message: "node worker-1: reading the registry's CA from ConfigMap connected-registry/cr-connected-registry-trust-bundle: ConfigMap cr-connected-registry-trust-bundle has no ca.crt yet: the registry pod publishes it when it starts"}},
@@ -197,7 +188,7 @@ func TestTrustAgentReadiness(t *testing.T) {
 		},
 		{
 			name:          "a schema 2 config without config_path should install the CA and be not ready with ContainerdIgnoresTrust",
-			bundle:        bundleOf(ca.CertPEM, nil),
+			bundle:        bundleOf(ca),
 			config:        configNoPath,
 			wantInstalled: true,
 			wantReason:    "ContainerdIgnoresTrust: " + holds + ", but containerd will not use it (no): " + ignoresReason,
@@ -205,7 +196,7 @@ func TestTrustAgentReadiness(t *testing.T) {
 		},
 		{
 			name:          "a config_path naming another directory should be not ready with ContainerdIgnoresTrust",
-			bundle:        bundleOf(ca.CertPEM, nil),
+			bundle:        bundleOf(ca),
 			config:        configElse,
 			wantInstalled: true,
 			wantReason: "ContainerdIgnoresTrust: " + holds + `, but containerd will not use it (no): containerd config /etc/containerd/config.toml (schema 2) reads config_path "/var/lib/containerd/hosts", which does not hold /etc/containerd/certs.d: ` +
@@ -214,7 +205,7 @@ func TestTrustAgentReadiness(t *testing.T) {
 		},
 		{
 			name:          "a config_path naming the host certs.d directory should be ready with TrustInPlace",
-			bundle:        bundleOf(ca.CertPEM, nil),
+			bundle:        bundleOf(ca),
 			config:        configOurPath,
 			wantInstalled: true,
 			wantReady:     true,
@@ -263,14 +254,14 @@ func TestTrustAgentReadiness(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			require.Equal(t, string(ca.CertPEM), string(onNode))
+			require.Equal(t, string(ca), string(onNode))
 			hosts, err := os.ReadFile(filepath.Join(a.caFolder, "hosts.toml"))
 			require.NoError(t, err)
 			require.Contains(t, string(hosts), `ca = "/etc/containerd/certs.d/10.96.0.50:443/ca.crt"`, "hosts.toml names the CA by its path on the node")
 			require.Equal(t, "node worker-1: wrote /etc/containerd/certs.d/10.96.0.50:443/ca.crt, /etc/containerd/certs.d/10.96.0.50:443/hosts.toml (CA "+fp+")", got[0].Message,
 				"the Event names the files by their paths on the node")
 			require.Equal(t, []string{"patch configmaps"}, writes(a.client))
-			require.Equal(t, map[string]string{AckAnnotationPrefix + agentNode: BundleFingerprint(ca.CertPEM)}, a.acks(t),
+			require.Equal(t, map[string]string{bundle.AckAnnotationPrefix + agentNode: bundle.Fingerprint(ca)}, a.acks(t),
 				"the agent acknowledges the bundle even when containerd ignores it: the CA is installed")
 		})
 	}
@@ -278,8 +269,8 @@ func TestTrustAgentReadiness(t *testing.T) {
 
 func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 	t.Parallel()
-	ca, next := issueCA(t, "connected-registry CA"), issueCA(t, "next CA")
-	a := newAgent(t, fake.NewClientset(bundleOf(nil, nil)), agentNode)
+	ca, next := newCA(t, testEpoch, "connected-registry CA"), newCA(t, testEpoch, "next CA")
+	a := newAgent(t, fake.NewClientset(bundleOf(nil)), agentNode)
 	a.setConfig(t, configNoPath)
 	reasons := func() []string {
 		var out []string
@@ -295,7 +286,7 @@ func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 	require.Empty(t, reasons(), "the same state is not reported twice")
 
 	// The registry pod publishes its CA.
-	a.setBundle(t, ca.CertPEM)
+	a.setBundle(t, ca)
 	a.client.ClearActions()
 	a.sync(t)
 	require.Equal(t, []string{"TrustWritten", "ContainerdIgnoresTrust"}, reasons())
@@ -316,16 +307,16 @@ func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 
 	// A new CA: written, acknowledged, and the state names it.
-	a.setBundle(t, next.CertPEM)
+	a.setBundle(t, next)
 	a.client.ClearActions()
 	state := a.sync(t)
 	require.Equal(t, []string{"TrustWritten", "TrustInPlace"}, reasons())
-	require.Contains(t, state, "holds CA "+trust.Fingerprint(next.CertPEM))
+	require.Contains(t, state, "holds CA "+trust.Fingerprint(next))
 	require.Equal(t, []string{"patch configmaps"}, writes(a.client))
-	require.Equal(t, map[string]string{AckAnnotationPrefix + agentNode: BundleFingerprint(next.CertPEM)}, a.acks(t))
+	require.Equal(t, map[string]string{bundle.AckAnnotationPrefix + agentNode: bundle.Fingerprint(next)}, a.acks(t))
 	onNode, err := os.ReadFile(filepath.Join(a.caFolder, "ca.crt"))
 	require.NoError(t, err)
-	require.Equal(t, string(next.CertPEM)+string(ca.CertPEM), string(onNode), "the replaced CA stays trusted for --previous-ca-grace")
+	require.Equal(t, string(next)+string(ca), string(onNode), "the replaced CA stays trusted for --previous-ca-grace")
 
 	// The ConfigMap loses its CA: the entry stays on the node, readiness goes.
 	a.setBundle(t, nil)
@@ -339,8 +330,8 @@ func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 
 func TestTrustAgentRetriesAFailedAcknowledgement(t *testing.T) {
 	t.Parallel()
-	ca := issueCA(t, "connected-registry CA")
-	client := fake.NewClientset(bundleOf(ca.CertPEM, nil))
+	ca := newCA(t, testEpoch, "connected-registry CA")
+	client := fake.NewClientset(bundleOf(ca))
 	failures := 1
 	client.PrependReactor("patch", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
 		if failures == 0 {
@@ -361,63 +352,9 @@ func TestTrustAgentRetriesAFailedAcknowledgement(t *testing.T) {
 
 	a.sync(t)
 	acks := a.acks(t)
-	require.Equal(t, map[string]string{AckAnnotation(node): BundleFingerprint(ca.CertPEM)}, acks, "the next pass acknowledges")
+	require.Equal(t, map[string]string{bundle.AckAnnotation(node): bundle.Fingerprint(ca)}, acks, "the next pass acknowledges")
 	for k := range acks {
 		require.Empty(t, validation.IsQualifiedName(k), k)
 	}
 	require.Equal(t, []string{"patch configmaps", "patch configmaps"}, writes(a.client))
-}
-
-func TestTrustAgentCommandLine(t *testing.T) {
-	t.Parallel()
-	kubeconfig := writeKubeconfig(t)
-	base := []string{"hooks", "trust-agent", "--host=" + agentHost, "--owner=connected-registry/cr", "--health-addr="}
-	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		wantErr string
-	}{
-		{
-			name:    "both --ca-configmap and --ca-file should be a usage error",
-			args:    []string{"--namespace=" + testNS, "--ca-configmap=" + testBundle, "--ca-file=/etc/connected-registry/ca/ca.crt"},
-			wantErr: "give exactly one of --ca-configmap and --ca-file",
-		},
-		{
-			name:    "neither --ca-configmap nor --ca-file should be a usage error",
-			args:    []string{"--namespace=" + testNS},
-			wantErr: "give exactly one of --ca-configmap and --ca-file",
-		},
-		{
-			name:    "--ca-file from the environment and --ca-configmap as a flag should be a usage error",
-			args:    []string{"--namespace=" + testNS, "--ca-configmap=" + testBundle},
-			env:     map[string]string{"CONNECTED_REGISTRY_TRUST_CA_FILE": "/etc/connected-registry/ca/ca.crt"},
-			wantErr: "give exactly one of --ca-configmap and --ca-file",
-		},
-		{
-			name:    "--ca-configmap without --namespace should be a usage error",
-			args:    []string{"--ca-configmap=" + testBundle},
-			wantErr: "--ca-configmap needs --namespace",
-		},
-		{
-			name:    "a missing --host should be a usage error",
-			args:    []string{"--host=", "--namespace=" + testNS, "--ca-configmap=" + testBundle},
-			wantErr: "--host is required: the registry's clusterIP:443",
-		},
-		{
-			name:    "--namespace without a pod name should be a usage error",
-			args:    []string{"--namespace=" + testNS, "--ca-file=/etc/connected-registry/ca/ca.crt", "--kubeconfig=" + kubeconfig},
-			wantErr: "--pod-name (POD_NAME) is required with --namespace: the agent's Events are about its pod",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			env := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			err := Execute(context.Background(), append(append([]string{}, base...), tc.args...),
-				Streams{In: strings.NewReader(""), Out: &strings.Builder{}, Err: &strings.Builder{}}, env)
-			require.EqualError(t, err, tc.wantErr)
-			require.Equal(t, 2, ExitCode(err))
-		})
-	}
 }

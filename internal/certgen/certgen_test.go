@@ -1,4 +1,4 @@
-package app_test
+package certgen_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
+	"github.com/connected-registry/connected-registry/internal/certgen"
 	"github.com/connected-registry/connected-registry/internal/certs"
 	"github.com/connected-registry/connected-registry/internal/tlscheck"
 )
@@ -36,20 +36,19 @@ const (
 
 var serviceDNS = []string{"cr-connected-registry", "cr-connected-registry.connected-registry", "cr-connected-registry.connected-registry.svc", "cr-connected-registry.connected-registry.svc.cluster.local"}
 
-// certgen runs the command as the chart's Job does, on client at the time at, and returns its report.
-func certgen(t *testing.T, client *fake.Clientset, at time.Time, mutate ...func(*app.CertgenOptions)) (string, error) {
+// generate runs certgen as the chart's Job does, on client at the time at, and returns its report.
+func generate(t *testing.T, client *fake.Clientset, at time.Time, mutate ...func(*certgen.Generator)) (string, error) {
 	t.Helper()
-	o := &app.CertgenOptions{
-		KubeOptions: app.KubeOptions{Namespace: namespace, Timeout: time.Minute, LogLevel: "info", Client: client, Clock: fakeClock{at}},
-		Secret:      tlsSecret, IPs: []string{"10.96.0.50"}, DNSNames: serviceDNS,
-		KeyAlgorithm: "ECDSA", KeySize: 256, Duration: certs.DefaultLeafDuration, CADuration: certs.DefaultCADuration,
+	g := &certgen.Generator{
+		Client: client, Namespace: namespace, Clock: fakeClock{at},
+		Secret: tlsSecret, CASecret: caSecret, IPs: []netip.Addr{netip.MustParseAddr("10.96.0.50")}, DNSNames: serviceDNS,
+		Key: certs.KeySpec{Algorithm: "ECDSA", Size: 256}, Duration: certs.DefaultLeafDuration, CADuration: certs.DefaultCADuration,
 	}
 	for _, f := range mutate {
-		f(o)
+		f(g)
 	}
-	require.NoError(t, o.Complete())
 	var out bytes.Buffer
-	err := o.Run(context.Background(), &out)
+	err := g.Run(context.Background(), &out)
 	return out.String(), err
 }
 
@@ -72,7 +71,7 @@ func leafOf(t *testing.T, s *corev1.Secret) *x509.Certificate {
 func TestCertgenFirstRunCreatesValidMaterial(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset()
-	out, err := certgen(t, client, now)
+	out, err := generate(t, client, now)
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 4, out)
@@ -103,12 +102,12 @@ func TestCertgenFirstRunCreatesValidMaterial(t *testing.T) {
 func TestCertgenIsIdempotent(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset()
-	_, err := certgen(t, client, now)
+	_, err := generate(t, client, now)
 	require.NoError(t, err)
 	before := map[string]*corev1.Secret{tlsSecret: secretOf(t, client, tlsSecret), caSecret: secretOf(t, client, caSecret)}
 	client.ClearActions()
 
-	out, err := certgen(t, client, now.Add(30*24*time.Hour))
+	out, err := generate(t, client, now.Add(30*24*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, `CA: kept "connected-registry CA" (ECDSA 256), valid until 2036-11-24T12:00:00Z
 serving certificate: kept for IP:10.96.0.50, DNS:cr-connected-registry, DNS:cr-connected-registry.connected-registry, DNS:cr-connected-registry.connected-registry.svc, DNS:cr-connected-registry.connected-registry.svc.cluster.local, valid until 2027-02-25T12:00:00Z, renewed from 2027-01-26T11:58:20Z
@@ -126,14 +125,14 @@ func TestCertgenReissues(t *testing.T) {
 	tests := []struct {
 		name     string
 		at       time.Time
-		mutate   func(*app.CertgenOptions)
+		mutate   func(*certgen.Generator)
 		wantLine string
 		check    func(t *testing.T, leaf *x509.Certificate)
 	}{
 		{
 			name:     "a new ClusterIP should reissue the serving certificate and keep the CA",
 			at:       now.Add(time.Hour),
-			mutate:   func(o *app.CertgenOptions) { o.IPs = []string{"10.96.0.60"} },
+			mutate:   func(g *certgen.Generator) { g.IPs = []netip.Addr{netip.MustParseAddr("10.96.0.60")} },
 			wantLine: "serving certificate: issued for IP:10.96.0.60, DNS:cr-connected-registry, DNS:cr-connected-registry.connected-registry, DNS:cr-connected-registry.connected-registry.svc, DNS:cr-connected-registry.connected-registry.svc.cluster.local, valid until 2027-02-25T13:00:00Z, renewed from 2027-01-26T12:58:20Z: the certificate in Secret connected-registry/cr-connected-registry-tls could not be kept: its names (IP:10.96.0.50, DNS:cr-connected-registry, DNS:cr-connected-registry.connected-registry, DNS:cr-connected-registry.connected-registry.svc, DNS:cr-connected-registry.connected-registry.svc.cluster.local) are not the requested ones (IP:10.96.0.60, DNS:cr-connected-registry, DNS:cr-connected-registry.connected-registry, DNS:cr-connected-registry.connected-registry.svc, DNS:cr-connected-registry.connected-registry.svc.cluster.local)",
 			check: func(t *testing.T, leaf *x509.Certificate) {
 				require.Equal(t, "10.96.0.60", leaf.IPAddresses[0].String())
@@ -147,7 +146,7 @@ func TestCertgenReissues(t *testing.T) {
 		{
 			name:     "another key algorithm should reissue the serving certificate with it and keep the CA",
 			at:       now.Add(time.Hour),
-			mutate:   func(o *app.CertgenOptions) { o.KeyAlgorithm, o.KeySize = "RSA", 2048 },
+			mutate:   func(g *certgen.Generator) { g.Key = certs.KeySpec{Algorithm: "RSA", Size: 2048} },
 			wantLine: "serving certificate: issued for IP:10.96.0.50, DNS:cr-connected-registry, DNS:cr-connected-registry.connected-registry, DNS:cr-connected-registry.connected-registry.svc, DNS:cr-connected-registry.connected-registry.svc.cluster.local, valid until 2027-02-25T13:00:00Z, renewed from 2027-01-26T12:58:20Z: the certificate in Secret connected-registry/cr-connected-registry-tls could not be kept: its key is not RSA 2048",
 			check: func(t *testing.T, leaf *x509.Certificate) {
 				spec, _ := certs.SpecOf(leaf.PublicKey)
@@ -159,17 +158,17 @@ func TestCertgenReissues(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			client := fake.NewClientset()
-			_, err := certgen(t, client, now)
+			_, err := generate(t, client, now)
 			require.NoError(t, err)
 			ca := secretOf(t, client, caSecret)
 			oldLeaf := secretOf(t, client, tlsSecret)
 			client.ClearActions()
 
-			var mutate []func(*app.CertgenOptions)
+			var mutate []func(*certgen.Generator)
 			if tc.mutate != nil {
 				mutate = append(mutate, tc.mutate)
 			}
-			out, err := certgen(t, client, tc.at, mutate...)
+			out, err := generate(t, client, tc.at, mutate...)
 			require.NoError(t, err)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			require.True(t, strings.HasPrefix(lines[0], "CA: kept "), out)
@@ -226,7 +225,7 @@ func TestCertgenRegeneratesTheCA(t *testing.T) {
 				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tlsSecret, Namespace: namespace, Labels: labels}, Type: corev1.SecretTypeTLS,
 					Data: map[string][]byte{"tls.crt": oldLeaf.CertPEM, "tls.key": oldLeaf.KeyPEM, "ca.crt": old.CertPEM}},
 			)
-			out, err := certgen(t, client, now)
+			out, err := generate(t, client, now)
 			require.NoError(t, err)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			require.True(t, strings.HasPrefix(lines[0], `CA: generated "connected-registry CA" (ECDSA 256), valid until 2036-11-24T12:00:00Z: `), out)
@@ -253,7 +252,7 @@ func TestCertgenOwnership(t *testing.T) {
 	t.Run("the Secret Helm made for tls.crt before should be taken over and kept from Helm's deletion", func(t *testing.T) {
 		t.Parallel()
 		client := fake.NewClientset(byoc.DeepCopy())
-		out, err := certgen(t, client, now)
+		out, err := generate(t, client, now)
 		require.NoError(t, err)
 		require.Contains(t, out, "Secret connected-registry/cr-connected-registry-tls: taken over from Helm and updated\n")
 		s := secretOf(t, client, tlsSecret)
@@ -266,8 +265,8 @@ func TestCertgenOwnership(t *testing.T) {
 		foreign := byoc.DeepCopy()
 		foreign.Labels, foreign.Annotations = nil, nil
 		client := fake.NewClientset(foreign)
-		_, err := certgen(t, client, now)
-		require.ErrorIs(t, err, app.ErrForeignSecret)
+		_, err := generate(t, client, now)
+		require.ErrorIs(t, err, certgen.ErrForeignSecret)
 		require.EqualError(t, err, "the Secret exists and was not made by certgen: Secret connected-registry/cr-connected-registry-tls has no label app.kubernetes.io/managed-by=connected-registry-certgen and was not made by Helm or cert-manager; delete it to let certgen write it, or name it in tls.secret to serve it as it is")
 		require.Equal(t, foreign, secretOf(t, client, tlsSecret))
 	})
@@ -275,28 +274,9 @@ func TestCertgenOwnership(t *testing.T) {
 	t.Run("a foreign CA Secret should not be touched", func(t *testing.T) {
 		t.Parallel()
 		client := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: caSecret, Namespace: namespace}, Type: corev1.SecretTypeOpaque})
-		_, err := certgen(t, client, now)
+		_, err := generate(t, client, now)
 		require.EqualError(t, err, "the Secret exists and was not made by certgen: Secret connected-registry/cr-connected-registry-tls-ca has no label app.kubernetes.io/managed-by=connected-registry-certgen; delete it, or give --ca-secret another name")
 	})
-}
-
-func TestCertgenChartArgs(t *testing.T) {
-	t.Parallel()
-	// The args of templates/certgen/job.yaml, as the generated scenario renders them.
-	args := []string{"hooks", "certgen", "--namespace=connected-registry", "--secret=cr-connected-registry-tls", "--ca-secret=cr-connected-registry-tls-ca",
-		"--ip=10.96.0.50", "--dns=" + strings.Join(serviceDNS, ","), "--key-algorithm=ECDSA", "--key-size=256", "--duration=2160h", "--log-level=info",
-		"--kubeconfig=/nonexistent/kubeconfig"}
-	r := execute(t, nil, "", args...)
-	// The flags parse and validate; only the API client cannot be built from a kubeconfig that does not exist.
-	require.ErrorContains(t, r.err, "configuring the API client: ")
-	require.ErrorContains(t, r.err, "/nonexistent/kubeconfig")
-
-	r = execute(t, nil, "", "hooks", "certgen", "--namespace=x", "--secret=s", "--ip=10.96.0.50", "--key-algorithm=ECDSA", "--key-size=2048")
-	require.EqualError(t, r.err, "--key-algorithm ECDSA --key-size 2048: unsupported key algorithm or size: ECDSA keys are 256 (P-256) or 384 (P-384) bits, not 2048")
-	require.Equal(t, 2, app.ExitCode(r.err))
-
-	r = execute(t, nil, "", "hooks", "certgen", "--namespace=x", "--secret=s", "--ip=10.96.0.500")
-	require.EqualError(t, r.err, `--ip "10.96.0.500" is not an IP address`)
 }
 
 func keys(m map[string][]byte) []string {

@@ -1,4 +1,4 @@
-package app_test
+package trust_test
 
 import (
 	"bytes"
@@ -18,12 +18,14 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
+	"github.com/connected-registry/connected-registry/internal/trust"
 )
 
 const (
-	cleanupHost  = "10.96.0.50:443"
-	cleanupImage = "ghcr.io/connected-registry/hooks:1.0.0"
+	namespace    = "connected-registry"
+	tlsSecret    = "cr-connected-registry-tls"
+	caSecret     = "cr-connected-registry-tls-ca"
+	cleanupImage = "ghcr.io/connected-registry/connected-registry:1.0.0"
 )
 
 func node(name string, ready corev1.ConditionStatus) *corev1.Node {
@@ -67,19 +69,19 @@ func (k *kubelet) pods() []*corev1.Pod {
 	return k.created
 }
 
-func cleanupOptions(client *fake.Clientset, mutate ...func(*app.CleanupOptions)) *app.CleanupOptions {
-	o := &app.CleanupOptions{
-		KubeOptions:      app.KubeOptions{Namespace: namespace, Timeout: 5 * time.Second, LogLevel: "info", Client: client, Clock: fakeClock{now}},
-		NodeTrustOptions: app.NodeTrustOptions{CertsDir: "/host/certs.d", HostCertsDir: "/etc/containerd/certs.d", Host: cleanupHost, Owner: "connected-registry/cr"},
-		Secrets:          []string{tlsSecret, caSecret},
-		Image:            cleanupImage, PullPolicy: "IfNotPresent", PodPrefix: "cr-connected-registry-trust-remove",
-		Labels: []string{"app.kubernetes.io/instance=cr", "app.kubernetes.io/component=cleanup"},
+func newCleanup(client *fake.Clientset, mutate ...func(*trust.Cleanup)) *trust.Cleanup {
+	c := &trust.Cleanup{
+		Client: client, Namespace: namespace, NodesTimeout: 5 * time.Second,
+		HostCertsDir: "/etc/containerd/certs.d", Host: host, Owner: "connected-registry/cr",
+		Secrets: []string{tlsSecret, caSecret},
+		Image:   cleanupImage, PullPolicy: corev1.PullIfNotPresent, PodPrefix: "cr-connected-registry-trust-remove",
+		Labels: map[string]string{"app.kubernetes.io/instance": "cr", "app.kubernetes.io/component": "cleanup"},
 		Nodes:  true, Poll: 10 * time.Millisecond,
 	}
 	for _, f := range mutate {
-		f(o)
+		f(c)
 	}
-	return o
+	return c
 }
 
 func podName(node string) string {
@@ -92,12 +94,11 @@ func TestCleanupRemovesTheTrustEntryOnEveryReadyNode(t *testing.T) {
 	client := fake.NewClientset(node("worker-1", corev1.ConditionTrue), node("worker-2", corev1.ConditionFalse),
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tlsSecret, Namespace: namespace}})
 	k := runPods(client, corev1.PodSucceeded)
-	o := cleanupOptions(client)
-	require.NoError(t, o.Complete())
+	o := newCleanup(client)
 	var out bytes.Buffer
 	err := o.Run(context.Background(), &out)
 
-	require.ErrorIs(t, err, app.ErrCleanupIncomplete)
+	require.ErrorIs(t, err, trust.ErrCleanupIncomplete)
 	require.EqualError(t, err, "cleanup incomplete: node worker-2")
 	require.Equal(t, `node worker-2: not Ready, skipped: remove /etc/containerd/certs.d/10.96.0.50:443 on it by hand when it returns
 node worker-1: removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443
@@ -193,18 +194,17 @@ func TestCleanupReportsEachNode(t *testing.T) {
 			t.Parallel()
 			client := fake.NewClientset(tc.nodes...)
 			k := runPods(client, tc.phase)
-			o := cleanupOptions(client, func(o *app.CleanupOptions) {
+			o := newCleanup(client, func(o *trust.Cleanup) {
 				o.Secrets = nil
 				if tc.timeout > 0 {
-					o.Timeout = tc.timeout
+					o.NodesTimeout = tc.timeout
 				}
 			})
-			require.NoError(t, o.Complete())
 			var out bytes.Buffer
 			err := o.Run(context.Background(), &out)
 			if tc.wantErr != "" {
 				require.EqualError(t, err, tc.wantErr)
-				require.ErrorIs(t, err, app.ErrCleanupIncomplete)
+				require.ErrorIs(t, err, trust.ErrCleanupIncomplete)
 			} else {
 				require.NoError(t, err)
 			}
@@ -223,10 +223,9 @@ func TestCleanupWithoutNodes(t *testing.T) {
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: caSecret, Namespace: namespace}})
 	k := runPods(client, corev1.PodSucceeded)
 	// With trust distribution off the chart gives neither --host nor --owner nor --image.
-	o := cleanupOptions(client, func(o *app.CleanupOptions) {
+	o := newCleanup(client, func(o *trust.Cleanup) {
 		o.Nodes, o.Host, o.Owner, o.Image = false, "", "", ""
 	})
-	require.NoError(t, o.Complete())
 	var out bytes.Buffer
 	require.NoError(t, o.Run(context.Background(), &out))
 	require.Equal(t, "secret cr-connected-registry-tls: already gone\nsecret cr-connected-registry-tls-ca: deleted\n", out.String())
@@ -241,8 +240,7 @@ func TestCleanupReportsASecretItCannotDelete(t *testing.T) {
 		return true, nil, apierrors.NewForbidden(a.GetResource().GroupResource(), a.(k8stesting.DeleteAction).GetName(),
 			errors.New(`User "system:serviceaccount:connected-registry:cleanup" cannot delete resource "secrets"`))
 	})
-	o := cleanupOptions(client, func(o *app.CleanupOptions) { o.Nodes, o.Secrets = false, []string{tlsSecret} })
-	require.NoError(t, o.Complete())
+	o := newCleanup(client, func(o *trust.Cleanup) { o.Nodes, o.Secrets = false, []string{tlsSecret} })
 	var out bytes.Buffer
 	err := o.Run(context.Background(), &out)
 	require.EqualError(t, err, "cleanup incomplete: secret cr-connected-registry-tls")
@@ -255,56 +253,4 @@ func cleanupCalls(client *fake.Clientset) []string {
 		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
 	}
 	return out
-}
-
-func TestCleanupCommandLine(t *testing.T) {
-	t.Parallel()
-	base := []string{"hooks", "cleanup", "--namespace=connected-registry", "--kubeconfig=/nonexistent/kubeconfig"}
-	tests := []struct {
-		name     string
-		args     []string
-		env      map[string]string
-		wantErr  string
-		wantCode int
-	}{
-		{
-			name:     "--nodes without --image should be a usage error",
-			args:     []string{"--host=10.96.0.50:443", "--owner=connected-registry/cr"},
-			wantErr:  "--image is required with --nodes: the per-node pods run this binary",
-			wantCode: 2,
-		},
-		{
-			name:     "--nodes without --owner should be a usage error",
-			args:     []string{"--host=10.96.0.50:443", "--image=" + cleanupImage},
-			wantErr:  `--owner "" is not namespace/release`,
-			wantCode: 2,
-		},
-		{
-			name:     "a label without = should be a usage error",
-			args:     []string{"--nodes=false", "--labels=app.kubernetes.io/instance"},
-			wantErr:  `--labels item "app.kubernetes.io/instance" is not key=value`,
-			wantCode: 2,
-		},
-		{
-			name:     "labels from the environment twin should be checked too",
-			args:     []string{"--nodes=false"},
-			env:      map[string]string{"CONNECTED_REGISTRY_CLEANUP_LABELS": "a=b,=c"},
-			wantErr:  `--labels item "=c" is not key=value`,
-			wantCode: 2,
-		},
-		{
-			name:     "valid flags should get as far as building the API client",
-			args:     []string{"--host=10.96.0.50:443", "--owner=connected-registry/cr", "--image=" + cleanupImage, "--labels=a=b", "--secret=x,y"},
-			wantErr:  "configuring the API client: stat /nonexistent/kubeconfig: no such file or directory",
-			wantCode: 1,
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			r := execute(t, tc.env, "", append(append([]string{}, base...), tc.args...)...)
-			require.EqualError(t, r.err, tc.wantErr)
-			require.Equal(t, tc.wantCode, app.ExitCode(r.err))
-		})
-	}
 }

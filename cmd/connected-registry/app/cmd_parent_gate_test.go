@@ -27,22 +27,22 @@ func TestParentGateCommandLine(t *testing.T) {
 	}{
 		{
 			name:    "a listen address without a port should be a usage error",
-			args:    []string{"hooks", "parent-gate", "--listen", "127.0.0.1"},
+			args:    []string{"connected-registry", "parent-gate", "--listen", "127.0.0.1"},
 			wantErr: `--listen "127.0.0.1" is not host:port: address 127.0.0.1: missing port in address`,
 		},
 		{
 			name:    "a zero response timeout should be a usage error naming the flag",
-			args:    []string{"hooks", "parent-gate", "--response-timeout", "0s"},
+			args:    []string{"connected-registry", "parent-gate", "--response-timeout", "0s"},
 			wantErr: "--response-timeout must be positive, got 0s",
 		},
 		{
 			name:    "a parent that is not a registry URL should be a usage error naming the flag",
-			args:    []string{"hooks", "parent-gate", "--parent", "parent.example:443"},
+			args:    []string{"connected-registry", "parent-gate", "--parent", "parent.example:443"},
 			wantErr: `--parent "parent.example:443" is not the https:// (or http://) URL of a registry, without credentials or query`,
 		},
 		{
 			name:    "an outbound proxy from HTTPS_PROXY that is not a URL should be a usage error",
-			args:    []string{"hooks", "parent-gate"},
+			args:    []string{"connected-registry", "parent-gate"},
 			env:     map[string]string{"HTTPS_PROXY": "proxy.corp:3128"},
 			wantErr: `--upstream-proxy "proxy.corp:3128" is not an http:// or https:// URL`,
 		},
@@ -90,7 +90,7 @@ func TestParentGateServesUntilCanceled(t *testing.T) {
 	var out lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Execute(ctx, []string{"hooks", "parent-gate", "--listen", addr, "--response-timeout", "200ms"},
+		done <- app.Execute(ctx, []string{"connected-registry", "parent-gate", "--listen", addr, "--response-timeout", "200ms"},
 			app.Streams{In: strings.NewReader(""), Out: &out, Err: &out}, envMap(map[string]string{"CONNECTED_REGISTRY_GATE_PARENT": parent.URL}))
 	}()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "parent gate listening on "+addr) }, 10*time.Second, 10*time.Millisecond)

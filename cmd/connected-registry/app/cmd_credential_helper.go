@@ -2,26 +2,15 @@ package app
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/connected-registry/connected-registry/internal/credhelper"
 )
 
-const (
-	// CredentialHelperCommand is the subcommand that acts as the credential helper.
-	CredentialHelperCommand = "credential-helper"
-	// CredentialHelperPrefix starts the name under which the binary acts as a Docker credential helper.
-	CredentialHelperPrefix = "docker-credential-"
-)
-
-// ErrNotSupported answers the credential-helper actions that would change or list stored credentials.
-var ErrNotSupported = errors.New("not supported")
-
 // CredentialHelperOptions answers the Docker credential-helper protocol with the parent registry's
-// credentials from a mounted Secret.
+// credentials from a mounted Secret (package credhelper).
 type CredentialHelperOptions struct {
 	// CredentialsDir holds connectionString, or username and password.
 	CredentialsDir string
@@ -49,9 +38,7 @@ func (o *CredentialHelperOptions) SetArgs(args []string) error {
 
 // Complete validates the action.
 func (o *CredentialHelperOptions) Complete() error {
-	switch o.Action {
-	case "get", "store", "erase", "list", "version":
-	default:
+	if !slices.Contains(credhelper.Actions, o.Action) {
 		return usageErrorf("unknown credential helper action %q; the registry calls get", o.Action)
 	}
 	if o.CredentialsDir == "" {
@@ -65,12 +52,5 @@ func (o *CredentialHelperOptions) Complete() error {
 
 // Run answers the action.
 func (o *CredentialHelperOptions) Run(_ context.Context, out io.Writer) error {
-	switch o.Action {
-	case "get":
-		return credhelper.Get(o.CredentialsDir, o.In, out)
-	case "version":
-		_, err := fmt.Fprintln(out, "connected-registry credential helper")
-		return err
-	}
-	return fmt.Errorf("%s is %w: the parent credentials come from the Secret mounted at %s, not from docker login", o.Action, ErrNotSupported, o.CredentialsDir)
+	return credhelper.Answer(o.Action, o.CredentialsDir, o.In, out)
 }

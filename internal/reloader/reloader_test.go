@@ -1,6 +1,4 @@
-package app
-
-// Internal tests: they read the reloader's started flag, which only its /started handler shows otherwise.
+package reloader
 
 import (
 	"context"
@@ -21,11 +19,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/connected-registry/connected-registry/internal/certs"
+	"github.com/connected-registry/connected-registry/internal/trust/bundle"
 )
 
 const (
@@ -74,14 +72,14 @@ func tlsSecretOf(ca, leaf *certs.Pair) *corev1.Secret {
 func bundleOf(ca []byte, acks map[string]string) *corev1.ConfigMap {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: testBundle, Namespace: testNS}}
 	if ca != nil {
-		cm.Data = map[string]string{BundleKey: string(ca)}
-		cm.Annotations = map[string]string{BundleFingerprintAnnotation: BundleFingerprint(ca)}
+		cm.Data = map[string]string{bundle.Key: string(ca)}
+		cm.Annotations = map[string]string{bundle.FingerprintAnnotation: bundle.Fingerprint(ca)}
 	}
 	for node, fp := range acks {
 		if cm.Annotations == nil {
 			cm.Annotations = map[string]string{}
 		}
-		cm.Annotations[AckAnnotation(node)] = fp
+		cm.Annotations[bundle.AckAnnotation(node)] = fp
 	}
 	return cm
 }
@@ -150,7 +148,7 @@ func fakeProc(t *testing.T, withRegistry bool) string {
 	t.Helper()
 	dir := t.TempDir()
 	procs := map[string]string{
-		"4000102":                 "/hooks\x00tls-reloader\x00--secret=" + testTLSSecret + "\x00",
+		"4000102":                 "/connected-registry\x00tls-reloader\x00--secret=" + testTLSSecret + "\x00",
 		"4000103":                 "/usr/bin/registry-ui\x00serve\x00",
 		"4000104":                 "",
 		"self":                    "/usr/bin/registry\x00",
@@ -167,33 +165,32 @@ func fakeProc(t *testing.T, withRegistry bool) string {
 	return dir
 }
 
-type reloader struct {
-	*TLSReloaderOptions
+type testReloader struct {
+	*Reloader
 	client  *fake.Clientset
 	clock   *stepClock
 	signals []int
 }
 
 // newReloader builds the sidecar as the chart runs it, on client, writing into a fresh TLSDir.
-func newReloader(t *testing.T, client *fake.Clientset, mutate ...func(*TLSReloaderOptions)) *reloader {
+func newReloader(t *testing.T, client *fake.Clientset, mutate ...func(*Reloader)) *testReloader {
 	t.Helper()
-	r := &reloader{client: client, clock: &stepClock{t: testEpoch}}
-	r.TLSReloaderOptions = &TLSReloaderOptions{
-		KubeOptions: KubeOptions{Namespace: testNS, Timeout: time.Minute, LogLevel: "info", Client: client, Clock: r.clock},
-		Secret:      testTLSSecret, Bundle: testBundle, DaemonSet: testAgentDS, TLSDir: t.TempDir(),
+	r := &testReloader{client: client, clock: &stepClock{t: testEpoch}}
+	r.Reloader = &Reloader{
+		Client: client, Namespace: testNS, RequestTimeout: time.Minute, Clock: r.clock,
+		Secret: testTLSSecret, Bundle: testBundle, DaemonSet: testAgentDS, TLSDir: t.TempDir(),
 		Addr: closedAddr(t), Process: "registry", Interval: 2 * time.Second, TrustWait: 5 * time.Minute,
 		Proc:   fakeProc(t, true),
 		Signal: func(pid int) error { r.signals = append(r.signals, pid); return nil },
 	}
 	for _, f := range mutate {
-		f(r.TLSReloaderOptions)
+		f(r.Reloader)
 	}
-	require.NoError(t, r.Complete())
 	return r
 }
 
 // written reads what the registry would start with.
-func (r *reloader) written(t *testing.T) (certPEM, keyPEM string) {
+func (r *testReloader) written(t *testing.T) (certPEM, keyPEM string) {
 	t.Helper()
 	c, err := os.ReadFile(filepath.Join(r.TLSDir, "tls.crt"))
 	require.NoError(t, err)
@@ -202,13 +199,13 @@ func (r *reloader) written(t *testing.T) (certPEM, keyPEM string) {
 	return string(c), string(k)
 }
 
-func (r *reloader) setSecret(t *testing.T, s *corev1.Secret) {
+func (r *testReloader) setSecret(t *testing.T, s *corev1.Secret) {
 	t.Helper()
 	_, err := r.client.CoreV1().Secrets(testNS).Update(context.Background(), s, metav1.UpdateOptions{})
 	require.NoError(t, err)
 }
 
-func (r *reloader) bundle(t *testing.T) *corev1.ConfigMap {
+func (r *testReloader) bundle(t *testing.T) *corev1.ConfigMap {
 	t.Helper()
 	cm, err := r.client.CoreV1().ConfigMaps(testNS).Get(context.Background(), testBundle, metav1.GetOptions{})
 	require.NoError(t, err)
@@ -249,12 +246,12 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		// Two nodes run the agent and none has acknowledged anything yet: the first start must not wait.
 		client := fake.NewClientset(tlsSecretOf(ca, leaf), bundleOf(nil, nil), agentDaemonSet(2))
 		r := newReloader(t, client)
-		require.False(t, r.started.Load(), "the startup probe fails before a certificate is written")
+		require.False(t, r.Started(), "the startup probe fails before a certificate is written")
 
 		msg, err := r.Sync(context.Background())
 		require.NoError(t, err)
 		require.Equal(t, wroteMsg(leaf), msg)
-		require.True(t, r.started.Load())
+		require.True(t, r.Started())
 		crt, key := r.written(t)
 		require.Equal(t, string(leaf.CertPEM), crt)
 		require.Equal(t, string(leaf.KeyPEM), key)
@@ -266,7 +263,7 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		entries, err := os.ReadDir(r.TLSDir)
 		require.NoError(t, err)
 		require.Len(t, entries, 2, "no temporary file is left")
-		require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[BundleKey], "the CA is published on the same pass")
+		require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[bundle.Key], "the CA is published on the same pass")
 		require.Empty(t, r.signals, "nothing is served yet, nothing is stopped")
 
 		msg, err = r.Sync(context.Background())
@@ -277,12 +274,12 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 	t.Run("without a TLS directory the pass should only publish the bundle and mark the sidecar started", func(t *testing.T) {
 		t.Parallel()
 		client := fake.NewClientset(tlsSecretOf(ca, leaf), bundleOf(nil, nil))
-		r := newReloader(t, client, func(o *TLSReloaderOptions) { o.TLSDir = "" })
+		r := newReloader(t, client, func(o *Reloader) { o.TLSDir = "" })
 		msg, err := r.Sync(context.Background())
 		require.NoError(t, err)
 		require.Empty(t, msg)
-		require.True(t, r.started.Load())
-		require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[BundleKey])
+		require.True(t, r.Started())
+		require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[bundle.Key])
 		require.Empty(t, r.signals)
 	})
 
@@ -291,7 +288,7 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		r := newReloader(t, fake.NewClientset(bundleOf(nil, nil)))
 		_, err := r.Sync(context.Background())
 		require.EqualError(t, err, `reading Secret cr-connected-registry-tls: secrets "cr-connected-registry-tls" not found`)
-		require.False(t, r.started.Load())
+		require.False(t, r.Started())
 	})
 }
 
@@ -313,21 +310,21 @@ func TestTLSReloaderPublishBundle(t *testing.T) {
 			secret:          tlsSecretOf(ca, leaf),
 			bundle:          bundleOf(nil, nil),
 			wantCalls:       []string{"get secrets", "get configmaps", "update configmaps"},
-			wantAnnotations: map[string]string{BundleFingerprintAnnotation: BundleFingerprint(ca.CertPEM)},
+			wantAnnotations: map[string]string{bundle.FingerprintAnnotation: bundle.Fingerprint(ca.CertPEM)},
 		},
 		{
 			name:      "a ConfigMap already holding the CA should not be updated",
 			secret:    tlsSecretOf(ca, leaf),
-			bundle:    bundleOf(ca.CertPEM, map[string]string{"worker-1": BundleFingerprint(ca.CertPEM)}),
+			bundle:    bundleOf(ca.CertPEM, map[string]string{"worker-1": bundle.Fingerprint(ca.CertPEM)}),
 			wantCalls: []string{"get secrets", "get configmaps"},
 		},
 		{
 			name:      "a new CA should replace the old one and keep the nodes' acknowledgements of the old one",
 			secret:    tlsSecretOf(ca, leaf),
-			bundle:    bundleOf(oldCA.CertPEM, map[string]string{"worker-1": BundleFingerprint(oldCA.CertPEM)}),
+			bundle:    bundleOf(oldCA.CertPEM, map[string]string{"worker-1": bundle.Fingerprint(oldCA.CertPEM)}),
 			wantCalls: []string{"get secrets", "get configmaps", "update configmaps"},
-			wantAnnotations: map[string]string{BundleFingerprintAnnotation: BundleFingerprint(ca.CertPEM),
-				AckAnnotationPrefix + "worker-1": BundleFingerprint(oldCA.CertPEM)},
+			wantAnnotations: map[string]string{bundle.FingerprintAnnotation: bundle.Fingerprint(ca.CertPEM),
+				bundle.AckAnnotationPrefix + "worker-1": bundle.Fingerprint(oldCA.CertPEM)},
 		},
 		{
 			name: "a Secret without ca.crt should fail and leave the ConfigMap alone",
@@ -355,14 +352,14 @@ func TestTLSReloaderPublishBundle(t *testing.T) {
 				objs = append(objs, tc.bundle)
 			}
 			client := fake.NewClientset(objs...)
-			r := newReloader(t, client, func(o *TLSReloaderOptions) { o.TLSDir = "" })
+			r := newReloader(t, client, func(o *Reloader) { o.TLSDir = "" })
 			before := tc.bundle.DeepCopy()
 			msg, err := r.Sync(context.Background())
 			require.Empty(t, msg)
 			require.Equal(t, tc.wantCalls, apiCalls(client))
 			if tc.wantErr != "" {
 				require.EqualError(t, err, tc.wantErr)
-				require.True(t, r.started.Load(), "a bundle that cannot be published does not hold the registry back")
+				require.True(t, r.Started(), "a bundle that cannot be published does not hold the registry back")
 				if tc.bundle != nil {
 					require.Equal(t, before.Data, r.bundle(t).Data)
 				}
@@ -387,11 +384,11 @@ func TestTLSReloaderRenewalFromTheSameCA(t *testing.T) {
 	t.Parallel()
 	ca := issueCA(t, "connected-registry CA")
 	old, renewed := issueLeaf(t, ca), issueLeaf(t, ca)
-	fp := BundleFingerprint(ca.CertPEM)
+	fp := bundle.Fingerprint(ca.CertPEM)
 	client := fake.NewClientset(tlsSecretOf(ca, old), agentDaemonSet(2),
 		bundleOf(ca.CertPEM, map[string]string{"worker-1": fp, "worker-2": fp}))
 	registry := serveTLS(t, old)
-	r := newReloader(t, client, func(o *TLSReloaderOptions) { o.Addr = registry.addr })
+	r := newReloader(t, client, func(o *Reloader) { o.Addr = registry.addr })
 
 	msg, err := r.Sync(context.Background())
 	require.NoError(t, err)
@@ -453,7 +450,7 @@ func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
 	t.Parallel()
 	oldCA, newCA := issueCA(t, "old CA"), issueCA(t, "new CA")
 	oldLeaf, newLeaf := issueLeaf(t, oldCA), issueLeaf(t, newCA)
-	oldFP, newFP := BundleFingerprint(oldCA.CertPEM), BundleFingerprint(newCA.CertPEM)
+	oldFP, newFP := bundle.Fingerprint(oldCA.CertPEM), bundle.Fingerprint(newCA.CertPEM)
 	waits := "renewed certificate (serial " + newLeaf.Cert.SerialNumber.String() + ") waits: "
 	tests := []struct {
 		name      string
@@ -505,7 +502,7 @@ func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
 			t.Parallel()
 			objs := append([]runtime.Object{tlsSecretOf(oldCA, oldLeaf), bundleOf(oldCA.CertPEM, tc.acks)}, tc.objs...)
 			client := fake.NewClientset(objs...)
-			r := newReloader(t, client, func(o *TLSReloaderOptions) { o.DaemonSet = tc.daemonSet })
+			r := newReloader(t, client, func(o *Reloader) { o.DaemonSet = tc.daemonSet })
 			msg, err := r.Sync(context.Background())
 			require.NoError(t, err)
 			require.Equal(t, wroteMsg(oldLeaf), msg)
@@ -525,7 +522,7 @@ func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
 					require.Equal(t, string(oldLeaf.CertPEM), crt, "the registry keeps the certificate the nodes trust")
 					require.Equal(t, string(oldLeaf.KeyPEM), key)
 				}
-				require.Equal(t, string(renewed.Data["ca.crt"]), r.bundle(t).Data[BundleKey], "the bundle is published while the certificate waits")
+				require.Equal(t, string(renewed.Data["ca.crt"]), r.bundle(t).Data[bundle.Key], "the bundle is published while the certificate waits")
 				r.clock.Advance(time.Second)
 			}
 			msg, err = r.Sync(context.Background())
@@ -545,9 +542,9 @@ func TestTLSReloaderWaitsAfreshForEachNewCertificate(t *testing.T) {
 	t.Parallel()
 	oldCA, newCA, otherCA := issueCA(t, "old CA"), issueCA(t, "new CA"), issueCA(t, "other CA")
 	oldLeaf, newLeaf, otherLeaf := issueLeaf(t, oldCA), issueLeaf(t, newCA), issueLeaf(t, otherCA)
-	oldFP := BundleFingerprint(oldCA.CertPEM)
+	oldFP := bundle.Fingerprint(oldCA.CertPEM)
 	client := fake.NewClientset(tlsSecretOf(oldCA, oldLeaf), bundleOf(oldCA.CertPEM, map[string]string{"worker-1": oldFP, "worker-2": oldFP}), agentDaemonSet(2))
-	r := newReloader(t, client, func(o *TLSReloaderOptions) { o.DaemonSet = testAgentDS })
+	r := newReloader(t, client, func(o *Reloader) { o.DaemonSet = testAgentDS })
 	_, err := r.Sync(context.Background())
 	require.NoError(t, err)
 
@@ -610,7 +607,7 @@ func TestTLSReloaderRefusesABadSecret(t *testing.T) {
 				entries, err := os.ReadDir(r.TLSDir)
 				require.NoError(t, err)
 				require.Empty(t, entries)
-				require.False(t, r.started.Load())
+				require.False(t, r.Started())
 			})
 
 			t.Run("after the first start the written pair should be kept", func(t *testing.T) {
@@ -666,7 +663,7 @@ func TestTLSReloaderComparesWithWhatIsServed(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := newReloader(t, fake.NewClientset(tlsSecretOf(ca, written), bundleOf(nil, nil), agentDaemonSet(2)), func(o *TLSReloaderOptions) {
+			r := newReloader(t, fake.NewClientset(tlsSecretOf(ca, written), bundleOf(nil, nil), agentDaemonSet(2)), func(o *Reloader) {
 				if tc.served != nil {
 					o.Addr = serveTLS(t, tc.served).addr
 				}
@@ -686,71 +683,6 @@ func TestTLSReloaderComparesWithWhatIsServed(t *testing.T) {
 	}
 }
 
-func TestTLSReloaderCommandLine(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		args    []string
-		wantErr string
-	}{
-		{
-			name:    "a missing --bundle-configmap should be a usage error",
-			args:    []string{"--secret=" + testTLSSecret},
-			wantErr: "--secret and --bundle-configmap are required",
-		},
-		{
-			name:    "a zero interval should be a usage error",
-			args:    []string{"--secret=" + testTLSSecret, "--bundle-configmap=" + testBundle, "--interval=0s"},
-			wantErr: "--interval 0s must be positive",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			err := Execute(context.Background(), append([]string{"hooks", "tls-reloader"}, tc.args...),
-				Streams{In: strings.NewReader(""), Out: &strings.Builder{}, Err: &strings.Builder{}}, noEnv)
-			require.EqualError(t, err, tc.wantErr)
-			require.Equal(t, 2, ExitCode(err))
-		})
-	}
-}
-
-func noEnv(string) (string, bool) { return "", false }
-
-func TestAckAnnotation(t *testing.T) {
-	t.Parallel()
-	long := strings.Repeat("node-pool-a.", 20) + "x" // 241 characters, a valid node name
-	tests := []struct {
-		name string
-		node string
-		want string
-	}{
-		{name: "a short node name should be used as it is", node: "worker-1", want: AckAnnotationPrefix + "worker-1"},
-		{name: "a dotted node name should be used as it is", node: "ip-10-0-0-1.eu-west-1.compute.internal", want: AckAnnotationPrefix + "ip-10-0-0-1.eu-west-1.compute.internal"},
-		{name: "a 63-character node name should be used as it is", node: strings.Repeat("a", 63), want: AckAnnotationPrefix + strings.Repeat("a", 63)},
-		{name: "a 64-character node name should be cut and hashed", node: strings.Repeat("a", 64)},
-		{name: "a 241-character node name should be cut and hashed", node: long},
-		{name: "a long node name cut before a dot should be hashed into a valid name", node: strings.Repeat("b", 45) + "." + strings.Repeat("c", 30)},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got := AckAnnotation(tc.node)
-			require.Empty(t, validation.IsQualifiedName(got), "%q is not a valid annotation name", got)
-			require.True(t, strings.HasPrefix(got, AckAnnotationPrefix), got)
-			if tc.want != "" {
-				require.Equal(t, tc.want, got)
-				return
-			}
-			name := strings.TrimPrefix(got, AckAnnotationPrefix)
-			require.Len(t, name, 63)
-			require.Equal(t, tc.node[:46], name[:46], "the name still shows which node acknowledged")
-			require.Equal(t, got, AckAnnotation(tc.node), "the same node gets the same annotation")
-			require.NotEqual(t, got, AckAnnotation(tc.node+"z"), "nodes sharing the first 46 characters get different annotations")
-		})
-	}
-}
-
 // The reloader reads acknowledgements the agents wrote; a renewed certificate passes once the agent's patch is there.
 func TestTLSReloaderReadsTheAgentsAcknowledgements(t *testing.T) {
 	t.Parallel()
@@ -763,11 +695,11 @@ func TestTLSReloaderReadsTheAgentsAcknowledgements(t *testing.T) {
 	require.NoError(t, err)
 	r.setSecret(t, tlsSecretOf(newCA, newLeaf))
 	_, err = r.Sync(context.Background())
-	require.EqualError(t, err, "renewed certificate (serial "+newLeaf.Cert.SerialNumber.String()+") waits: 0 of 1 nodes trust CA bundle "+BundleFingerprint(newCA.CertPEM))
+	require.EqualError(t, err, "renewed certificate (serial "+newLeaf.Cert.SerialNumber.String()+") waits: 0 of 1 nodes trust CA bundle "+bundle.Fingerprint(newCA.CertPEM))
 
-	k := &KubeOptions{Namespace: testNS, Client: client}
-	require.NoError(t, ackBundle(context.Background(), k, testBundle, node, BundleFingerprint(newCA.CertPEM)))
-	require.Contains(t, r.bundle(t).Annotations, AckAnnotation(node))
+	cm := bundle.ConfigMap{Client: client, Namespace: testNS, Name: testBundle}
+	require.NoError(t, cm.Ack(context.Background(), node, bundle.Fingerprint(newCA.CertPEM)))
+	require.Contains(t, r.bundle(t).Annotations, bundle.AckAnnotation(node))
 	msg, err := r.Sync(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, renewedMsg(newLeaf), msg)
@@ -777,5 +709,5 @@ func TestTLSReloaderReadsTheAgentsAcknowledgements(t *testing.T) {
 			patches = append(patches, string(p.GetPatch()))
 		}
 	}
-	require.Equal(t, []string{`{"metadata":{"annotations":{"` + AckAnnotation(node) + `":"` + BundleFingerprint(newCA.CertPEM) + `"}}}`}, patches)
+	require.Equal(t, []string{`{"metadata":{"annotations":{"` + bundle.AckAnnotation(node) + `":"` + bundle.Fingerprint(newCA.CertPEM) + `"}}}`}, patches)
 }

@@ -1,0 +1,80 @@
+package app
+
+import (
+	"context"
+	"io"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/connected-registry/connected-registry/internal/trust"
+)
+
+// CleanupOptions is the chart's post-delete hook (trust.Cleanup): it removes the trust entry from every node and
+// the Secrets Helm does not own.
+type CleanupOptions struct {
+	KubeOptions
+	NodeTrustOptions
+	// Secrets to delete, by name; a missing one is fine.
+	Secrets []string
+	// Image of the per-node pods: this binary's image.
+	Image      string
+	PullPolicy string
+	// PodPrefix names the per-node pods, <prefix>-<hash of node>.
+	PodPrefix string
+	// Labels of the per-node pods, key=value items.
+	Labels []string
+	// Nodes is false when trust distribution is off: only Secrets are removed.
+	Nodes bool
+	// Poll is the interval between two looks at the per-node pods.
+	Poll time.Duration
+
+	labels map[string]string
+}
+
+// AddFlags registers the flags.
+func (o *CleanupOptions) AddFlags(fs *FlagSet) {
+	o.KubeOptions.addFlags(fs, "CLEANUP")
+	o.NodeTrustOptions.addFlags(fs)
+	const p = "CONNECTED_REGISTRY_CLEANUP_"
+	fs.BoolVar(&o.Nodes, "nodes", p+"NODES", true, "remove the trust entry from every node")
+	fs.ListVar(&o.Secrets, "secret", p+"SECRETS", nil, "Secrets to delete, comma-separated (certgen's and cert-manager's, never the user's)")
+	fs.StringVar(&o.Image, "image", p+"IMAGE", "", "image of the per-node removal pods: this binary's own (required with --nodes)")
+	fs.StringVar(&o.PullPolicy, "pull-policy", p+"PULL_POLICY", string(corev1.PullIfNotPresent), "imagePullPolicy of the per-node pods")
+	fs.StringVar(&o.PodPrefix, "pod-prefix", p+"POD_PREFIX", "connected-registry-trust-remove", "name prefix of the per-node pods")
+	fs.ListVar(&o.Labels, "labels", p+"LABELS", nil, "labels of the per-node pods, key=value items, comma-separated")
+	o.Poll = time.Second
+}
+
+// Complete checks the flags and builds the API client.
+func (o *CleanupOptions) Complete() error {
+	if o.Nodes {
+		if err := o.NodeTrustOptions.complete(); err != nil {
+			return err
+		}
+		if o.Image == "" {
+			return usageErrorf("--image is required with --nodes: the per-node pods run this binary")
+		}
+	}
+	o.labels = map[string]string{}
+	for _, kv := range o.Labels {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usageErrorf("--labels item %q is not key=value", kv)
+		}
+		o.labels[k] = v
+	}
+	return o.KubeOptions.complete()
+}
+
+// Run removes the node entries, then the Secrets, printing one line per node and per Secret.
+func (o *CleanupOptions) Run(ctx context.Context, out io.Writer) error {
+	c := &trust.Cleanup{
+		Client: o.Client, Namespace: o.Namespace, Nodes: o.Nodes,
+		HostCertsDir: o.HostCertsDir, Host: o.Host, Owner: o.Owner,
+		Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy), PodPrefix: o.PodPrefix, Labels: o.labels,
+		NodesTimeout: o.Timeout, Poll: o.Poll, Secrets: o.Secrets,
+	}
+	return c.Run(ctx, out)
+}

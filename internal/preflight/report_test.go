@@ -1,0 +1,80 @@
+package preflight_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/connected-registry/connected-registry/internal/preflight"
+)
+
+// reportCluster is a cluster where a generated certificate installs, with the hook Secret holding cs.
+func reportCluster(cs string) *fake.Clientset {
+	client := fake.NewClientset(
+		&networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.96.0.0/16"}}},
+		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "standard", Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}}, Provisioner: "x"},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: input, Namespace: ns}, Data: map[string][]byte{"connectionString": []byte(cs)}},
+	)
+	client.PrependReactor("create", "services", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, a.(k8stesting.CreateAction).GetObject(), nil
+	})
+	return client
+}
+
+func reportChecker(client *fake.Clientset) *preflight.Checker {
+	cfg := baseConfig()
+	cfg.TLSSource, cfg.CertManagerEnabled, cfg.CertManagerInstall = preflight.SourceGenerated, false, false
+	return &preflight.Checker{Client: client, Config: cfg, Clock: fakeClock{now}}
+}
+
+func TestReport(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a good release should print one ok line per check and pass", func(t *testing.T) {
+		t.Parallel()
+		client := reportCluster(goodCS)
+		var out bytes.Buffer
+		msg, err := reportChecker(client).Report(context.Background(), &out)
+		require.NoError(t, err)
+		require.Equal(t, `connection-string: ok: connected registry edge1 syncs from https://contoso.azurecr.io with token edge1-sync-token
+cluster-ip: ok: service.clusterIP 10.96.0.50 is inside the service CIDR 10.96.0.0/16 and free
+cert-manager: ok: not used: the TLS source is generated
+tls: ok: certgen generates a CA and a serving certificate (ECDSA 256) for 10.96.0.50, cr-connected-registry, cr-connected-registry.connected-registry, cr-connected-registry.connected-registry.svc, cr-connected-registry.connected-registry.svc.cluster.local
+storage-class: ok: pvc.storageClassName is empty: the default StorageClass standard provisions the cache volume
+node-selector: ok: trust distribution runs on every node
+`, out.String())
+		require.Equal(t, "preflight: 6 checks passed\n", msg)
+		_, err = client.CoreV1().Secrets(ns).Get(context.Background(), input, metav1.GetOptions{})
+		require.True(t, apierrors.IsNotFound(err), "the hook Secret is deleted once read: %v", err)
+	})
+
+	t.Run("a failing check should fail with the failures in the termination message", func(t *testing.T) {
+		t.Parallel()
+		c := reportChecker(reportCluster(strings.Replace(goodCS, "https", "ftp", 1)))
+		c.Config.ClusterIP = "10.97.0.1"
+		c.Config.UseNodeSelector = true
+		var out bytes.Buffer
+		msg, err := c.Report(context.Background(), &out)
+		require.ErrorIs(t, err, preflight.ErrChecksFailed)
+		require.EqualError(t, err, "preflight checks failed: 3 of 6 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix")
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		require.Len(t, lines, 6)
+		require.Equal(t, `preflight: 3 of 6 checks failed (connection-string, cluster-ip, node-selector)
+connection-string: fail: connectionString: connection string field ParentEndpointProtocol is "ftp"; use https (or http for a parent without TLS)
+cluster-ip: fail: service.clusterIP 10.97.0.1 is outside the cluster's service CIDR 10.96.0.0/16: choose a free address in 10.96.0.0/16; the lower end of the range is kept for fixed ClusterIPs, and 10.96.0.1 is free (--set service.clusterIP=10.96.0.1)
+node-selector: fail: trustDistribution.useNodeSelector=true, but no node is labelled containerd-configured-by=connected-registry, so no node would trust the registry: label the nodes that pull from it (kubectl label node <node> containerd-configured-by=connected-registry), or set trustDistribution.useNodeSelector=false
+`, msg)
+		require.NotContains(t, out.String()+msg, "s3cret-password")
+	})
+}
