@@ -59,7 +59,7 @@ func (c *Checker) deleteInput(ctx context.Context) {
 	}
 	err := c.Client.CoreV1().Secrets(c.Config.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		c.log().Warn("cannot delete the hook Secret that handed the values over; Helm deletes it on the next install", "secret", name, "error", err)
+		c.log().Warn("cannot delete the hook Secret that handed the values over; Helm deletes it on the next install", "secret", name, "err", err)
 	}
 }
 

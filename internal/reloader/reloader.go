@@ -202,7 +202,7 @@ func (r *Reloader) Reload(ctx context.Context, certPEM, keyPEM []byte) (string, 
 			if now.Sub(r.pendingSince) < r.TrustWait {
 				return "", fmt.Errorf("renewed certificate (serial %s) waits: %s", leaf.SerialNumber, why)
 			}
-			r.log().Warn("serving the renewed certificate although not every node trusts its CA", "waited", r.TrustWait, "why", why)
+			r.log().Warn("serving the renewed certificate although not every node trusts its CA", "waited", r.TrustWait, "err", why)
 		}
 		if err := write(certFile, keyFile, certPEM, keyPEM); err != nil {
 			return "", err

@@ -47,7 +47,7 @@ type Common struct {
 	Command string
 	// LogLevel is error, warn, info or debug.
 	LogLevel string
-	// Log is the command's logger, on standard error, at LogLevel.
+	// Log is the command's logger, on standard error, at LogLevel; the error of a line is always its "err".
 	Log *slog.Logger
 }
 

@@ -89,7 +89,7 @@ func (o *PreflightOptions) Run(ctx context.Context, out io.Writer) error {
 	msg, err := checker.Report(ctx, out)
 	if o.TerminationLog != "" {
 		if werr := os.WriteFile(o.TerminationLog, []byte(msg), 0o644); werr != nil {
-			o.Log.Debug("cannot write the termination log", "path", o.TerminationLog, "error", werr)
+			o.Log.Debug("cannot write the termination log", "path", o.TerminationLog, errKey, werr)
 		}
 	}
 	return err

@@ -6,7 +6,12 @@ import (
 	"strings"
 )
 
-// newLogger builds the one logger of a command: text lines on w at level (error, warn, info or debug).
+// errKey is the key of a log line's error, in every package.
+const errKey = "err"
+
+// newLogger builds the one logger of a command: text lines on w at level (error, warn, info or debug). A line's
+// error is always under errKey: the logger renames an "error" attribute, which a package may still write (the
+// parent gate's does), so that one query finds every error.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	switch strings.ToLower(level) {
@@ -24,5 +29,11 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if w == nil {
 		w = io.Discard
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	rename := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == "error" {
+			a.Key = errKey
+		}
+		return a
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: rename})), nil
 }
