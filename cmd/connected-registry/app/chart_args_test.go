@@ -9,12 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
+	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
 	"github.com/connected-registry/connected-registry/internal/connstring"
 )
 
 // TestChartJobArgs feeds the args of every hook Job the chart renders, in every scenario's golden file, to the
 // binary: the flags must parse and validate, so the chart and the binary cannot drift apart. Only building the
-// API client fails here, from a kubeconfig that does not exist.
+// API client fails here, from a kubeconfig that does not exist. It also holds the parent gate's Go default for
+// --listen to the address the chart gives it.
 func TestChartJobArgs(t *testing.T) {
 	t.Parallel()
 	goldens, err := filepath.Glob(filepath.Join("..", "..", "..", "tests", "chart", "testdata", "golden", "*.yaml"))
@@ -42,7 +44,8 @@ func TestChartJobArgs(t *testing.T) {
 				Spec       struct {
 					Template struct {
 						Spec struct {
-							Containers []container
+							Containers     []container
+							InitContainers []container `json:"initContainers"`
 						}
 					}
 				}
@@ -54,6 +57,14 @@ func TestChartJobArgs(t *testing.T) {
 				_, err := connstring.Parse(cs)
 				require.NoError(t, err, "%s: the masked connection string must parse like the original", golden)
 				seen["masked connection string"]++
+			}
+			if job.Kind == "Deployment" {
+				for _, c := range job.Spec.Template.Spec.InitContainers {
+					if c.Name == "parent-gate" {
+						require.Contains(t, c.Args, "--listen="+app.DefaultGateListen, "%s: the parent gate's default --listen is not the chart's", golden)
+						seen["parent-gate"]++
+					}
+				}
 			}
 			// The chart's own Jobs run this binary; their image's name is the chart's to choose.
 			if job.Kind != "Job" || len(job.Spec.Template.Spec.Containers) == 0 || job.Metadata.Labels["app.kubernetes.io/part-of"] != "connected-registry" {
@@ -75,4 +86,5 @@ func TestChartJobArgs(t *testing.T) {
 	require.Positive(t, seen["preflight"], "no scenario renders the preflight Job")
 	require.Positive(t, seen["certgen"], "no scenario renders the certgen Job")
 	require.Positive(t, seen["masked connection string"], "no scenario hands the preflight a connection string")
+	require.Positive(t, seen["parent-gate"], "no scenario renders the parent gate")
 }

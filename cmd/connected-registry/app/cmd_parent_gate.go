@@ -17,8 +17,9 @@ import (
 )
 
 const (
-	// DefaultGateListen is the parent gate's default address.
-	DefaultGateListen = "127.0.0.1:3128"
+	// DefaultGateListen is the parent gate's address in the registry pod, as the chart's cr.parentGateAddr
+	// renders it.
+	DefaultGateListen = "127.0.0.1:5128"
 	// gateReadHeaderTimeout bounds how long the registry may take to send a request's headers to the gate.
 	gateReadHeaderTimeout = 10 * time.Second
 	// gateShutdownTimeout bounds how long the gate waits for requests in flight when it stops.
