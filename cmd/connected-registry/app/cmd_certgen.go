@@ -37,7 +37,7 @@ type CertgenOptions struct {
 
 // AddFlags registers the flags; the chart's certgen Job passes them as args.
 func (o *CertgenOptions) AddFlags(fs *FlagSet) {
-	o.addFlags(fs, "CERTGEN")
+	o.addFlags(fs, "CERTGEN", jobTimeoutHelp)
 	fs.StringVar(&o.Secret, "secret", "CONNECTED_REGISTRY_CERTGEN_SECRET", "",
 		"name of the kubernetes.io/tls Secret to write tls.crt, tls.key and ca.crt into (required)")
 	fs.StringVar(&o.CASecret, "ca-secret", "CONNECTED_REGISTRY_CERTGEN_CA_SECRET", "",

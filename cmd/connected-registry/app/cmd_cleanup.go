@@ -35,7 +35,7 @@ type CleanupOptions struct {
 
 // AddFlags registers the flags.
 func (o *CleanupOptions) AddFlags(fs *FlagSet) {
-	o.KubeOptions.addFlags(fs, "CLEANUP")
+	o.KubeOptions.addFlags(fs, "CLEANUP", jobTimeoutHelp)
 	o.NodeTrustOptions.addFlags(fs)
 	const p = "CONNECTED_REGISTRY_CLEANUP_"
 	fs.BoolVar(&o.Nodes, "nodes", p+"NODES", true, "remove the trust entry from every node")

@@ -24,7 +24,7 @@ type PreflightOptions struct {
 
 // AddFlags registers the flags; the chart's preflight Job passes them as args.
 func (o *PreflightOptions) AddFlags(fs *FlagSet) {
-	o.addFlags(fs, "PREFLIGHT")
+	o.addFlags(fs, "PREFLIGHT", jobTimeoutHelp)
 	const p = "CONNECTED_REGISTRY_PREFLIGHT_"
 	c := &o.Config
 	fs.BoolVar(&c.Upgrade, "upgrade", p+"UPGRADE", false,

@@ -31,7 +31,7 @@ type TLSReloaderOptions struct {
 
 // AddFlags registers the flags.
 func (o *TLSReloaderOptions) AddFlags(fs *FlagSet) {
-	o.addFlags(fs, "TLS_RELOADER")
+	o.addFlags(fs, "TLS_RELOADER", requestTimeoutHelp)
 	const p = "CONNECTED_REGISTRY_TLS_RELOADER_"
 	fs.StringVar(&o.Secret, "secret", p+"SECRET", "", "the registry's kubernetes.io/tls Secret (required)")
 	fs.StringVar(&o.Bundle, "bundle-configmap", p+"BUNDLE_CONFIGMAP", "", "the ConfigMap receiving the CA bundle as ca.crt (required)")

@@ -16,11 +16,14 @@ import (
 // serviceAccountNamespace is where Kubernetes mounts the pod's namespace with its API token.
 const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// userAgentPrefix starts the user agent of every API request.
-const userAgentPrefix = "connected-registry-hooks/"
+// userAgentPrefix starts the user agent of every API request: connected-registry/<command>.
+const userAgentPrefix = "connected-registry/"
 
-// timeoutHelp is the help text of --timeout.
-const timeoutHelp = "give up after this long (Go duration, like 30s or 2m); keep it below the Job's activeDeadlineSeconds"
+// Help texts of --timeout: a hook Job's command gives up as a whole, a long-running command bounds each request.
+const (
+	jobTimeoutHelp     = "give up after this long (Go duration, like 30s or 2m); keep it below the Job's activeDeadlineSeconds"
+	requestTimeoutHelp = "limit of each request to the API server (Go duration, like 30s)"
+)
 
 // defaultTimeout is the default of --timeout.
 const defaultTimeout = time.Minute
@@ -38,8 +41,9 @@ type KubeOptions struct {
 	Client kubernetes.Interface
 }
 
-// addFlags registers the flags; component names the environment twin of --timeout.
-func (k *KubeOptions) addFlags(fs *FlagSet, component string) {
+// addFlags registers the flags; component names the environment twin of --timeout, timeoutHelp says what the
+// timeout bounds.
+func (k *KubeOptions) addFlags(fs *FlagSet, component, timeoutHelp string) {
 	fs.StringVar(&k.Namespace, "namespace", "CONNECTED_REGISTRY_NAMESPACE", "",
 		"namespace of the release; empty reads the pod's own namespace from "+serviceAccountNamespace)
 	fs.StringVar(&k.Kubeconfig, "kubeconfig", "KUBECONFIG", "",
