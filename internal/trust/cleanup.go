@@ -137,8 +137,11 @@ func (c *Cleanup) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, 
 	err := wait.PollUntilContextTimeout(ctx, c.Poll, podCreateTimeout, true, func(ctx context.Context) (bool, error) {
 		var err error
 		created, err = c.Client.CoreV1().Pods(c.Namespace).Create(ctx, pod, metav1.CreateOptions{})
-		// AlreadyExists: the pod of an earlier run is still being deleted. Forbidden: the namespace's default
-		// ServiceAccount is not there yet ("error looking up service account").
+		// AlreadyExists: the pod of an earlier run is still being deleted. Forbidden for a missing ServiceAccount:
+		// the namespace's default ServiceAccount is not there yet. The API server's ServiceAccount admission
+		// plugin refuses the pod with a plain Forbidden status whose only mark is its message ("error looking up
+		// service account <ns>/default: ..."): no reason, cause or detail tells it apart from an RBAC refusal, so
+		// the message is all there is to match. An RBAC refusal fails at once.
 		if apierrors.IsAlreadyExists(err) || apierrors.IsForbidden(err) && strings.Contains(err.Error(), "service account") {
 			return false, nil
 		}
