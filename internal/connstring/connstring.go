@@ -16,6 +16,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/connected-registry/connected-registry/internal/english"
 )
 
 // Field names, in the order `az acr connected-registry get-settings` prints them.
@@ -178,7 +180,7 @@ func parse(s string) (ConnectionString, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return cs, newError(missing[0], ErrMissingField, "connection string lacks %s; add it or %s", joinAnd(missing), getSettingsHint)
+		return cs, newError(missing[0], ErrMissingField, "connection string lacks %s; add it or %s", english.List(missing), getSettingsHint)
 	}
 
 	protocol := strings.ToLower(cs.ParentEndpointProtocol)
@@ -276,7 +278,7 @@ func canonicalField(key string) (string, bool) {
 }
 
 func unknownField(key string, pos int) error {
-	list := joinAnd(Fields)
+	list := english.List(Fields)
 	if isIdentifier(key) {
 		return newError("", ErrUnknownField, "connection string has an unknown field %q; the fields are %s", key, list)
 	}
@@ -438,14 +440,4 @@ func (c ConnectionString) format(password string) string {
 		";" + FieldSyncTokenPassword + "=" + password +
 		";" + FieldParentGatewayEndpoint + "=" + c.ParentGatewayEndpoint +
 		";" + FieldParentEndpointProtocol + "=" + c.ParentEndpointProtocol
-}
-
-func joinAnd(items []string) string {
-	switch len(items) {
-	case 0:
-		return ""
-	case 1:
-		return items[0]
-	}
-	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
 }

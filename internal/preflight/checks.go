@@ -17,6 +17,7 @@ import (
 
 	"github.com/connected-registry/connected-registry/internal/certs"
 	"github.com/connected-registry/connected-registry/internal/connstring"
+	"github.com/connected-registry/connected-registry/internal/english"
 	"github.com/connected-registry/connected-registry/internal/tlscheck"
 )
 
@@ -71,7 +72,7 @@ func checkCertManager(_ context.Context, c *Checker) (Status, string) {
 		}
 	}
 	if len(missing) > 0 {
-		return fail("cert-manager's API %s is served without %s: repair the cert-manager installation (its CRDs) before installing", certManagerGroupVersion, joinAnd(missing))
+		return fail("cert-manager's API %s is served without %s: repair the cert-manager installation (its CRDs) before installing", certManagerGroupVersion, english.List(missing))
 	}
 	return ok("cert-manager serves %s with certificates and issuers", certManagerGroupVersion)
 }
@@ -190,7 +191,7 @@ func checkStorageClass(ctx context.Context, c *Checker) (Status, string) {
 	case 1:
 		return ok("pvc.storageClassName is empty: the default StorageClass %s provisions the cache volume", defaults[0])
 	}
-	return warn("pvc.storageClassName is empty and %s are all marked default, so Kubernetes picks the newest: set pvc.storageClassName to the one you mean", joinAnd(defaults))
+	return warn("pvc.storageClassName is empty and %s are all marked default, so Kubernetes picks the newest: set pvc.storageClassName to the one you mean", english.List(defaults))
 }
 
 func checkExistingClaim(cfg Config, pvc *corev1.PersistentVolumeClaim, classes map[string]*storagev1.StorageClass) (Status, string) {
@@ -225,7 +226,7 @@ func classList(names, defaults []string) string {
 	if len(names) == 0 {
 		return "none (the cluster has no StorageClass)"
 	}
-	list := joinAnd(names)
+	list := english.List(names)
 	if len(defaults) == 1 {
 		list += " (default " + defaults[0] + ")"
 	}

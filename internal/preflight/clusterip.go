@@ -12,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/connected-registry/connected-registry/internal/english"
 )
 
 // checkClusterIP: service.clusterIP lies in the service CIDR and no other Service holds it. The release's own
@@ -264,5 +266,5 @@ func joinPrefixes(cidrs []netip.Prefix) string {
 	for _, p := range cidrs {
 		s = append(s, p.String())
 	}
-	return joinAnd(s)
+	return english.List(s)
 }
