@@ -76,14 +76,3 @@ func TestBinary(t *testing.T) {
 	require.Contains(t, stderr, "store is not supported")
 	require.NotContains(t, stderr, "pull-password")
 }
-
-// TestNoHelmDependency keeps the in-cluster binary small: nothing under cmd/connected-registry may link Helm.
-func TestNoHelmDependency(t *testing.T) {
-	t.Parallel()
-	out, err := exec.Command(goTool(t), "list", "-deps", "-test", "./...").CombinedOutput()
-	require.NoError(t, err, "go list: %s", out)
-	for _, pkg := range strings.Fields(string(out)) {
-		require.False(t, strings.HasPrefix(pkg, "helm.sh/"), "the in-cluster binary depends on %s", pkg)
-		require.False(t, strings.HasPrefix(pkg, "k8s.io/helm"), "the in-cluster binary depends on %s", pkg)
-	}
-}
