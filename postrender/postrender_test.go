@@ -71,7 +71,7 @@ spec:
     spec:
       containers:
         - name: agent
-          image: ghcr.io/connected-registry/hooks:0.1.0
+          image: ghcr.io/connected-registry/connected-registry:0.1.0
 ---
 # Source: connected-registry/templates/trust/cleanup.yaml
 apiVersion: batch/v1
@@ -89,7 +89,7 @@ spec:
     spec:
       containers:
         - name: cleanup
-          image: ghcr.io/connected-registry/hooks:0.1.0
+          image: ghcr.io/connected-registry/connected-registry:0.1.0
 `
 
 func memFS(t testing.TB, files map[string]string) filesys.FileSystem {
@@ -247,7 +247,7 @@ func TestTrustOn(t *testing.T) {
 		{
 			name:     "output that already has the node agent is left as it is",
 			in:       chartOutput,
-			contains: []string{"image: ghcr.io/connected-registry/hooks:0.1.0", "name: cr-connected-registry-trust-cleanup"},
+			contains: []string{"image: ghcr.io/connected-registry/connected-registry:0.1.0", "name: cr-connected-registry-trust-cleanup"},
 		},
 		{
 			name: "output without the registry Service should fail",

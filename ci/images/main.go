@@ -1,8 +1,8 @@
-// Command images builds the project's container images without Docker (the hooks binary, the Distribution
+// Command images builds the project's container images without Docker (the in-cluster binary, the Distribution
 // registry and the end-to-end tests' workload) as multi-platform OCI layout tarballs for
 // `ctr -n k8s.io images import --all-platforms`, and pushes them to any registry.
 //
-//	go run ./ci/images build [--out _out/images] [--platforms linux/amd64,linux/arm64] [--only hooks,...]
+//	go run ./ci/images build [--out _out/images] [--platforms linux/amd64,linux/arm64] [--only connected-registry,...]
 //	go run ./ci/images push --registry HOST:PORT [--ca FILE] [--username U --password P] [--rename FROM=TO]
 package main
 

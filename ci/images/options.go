@@ -136,7 +136,7 @@ type BuildOptions struct {
 	Platforms string
 	// Only lists image names to build, comma-separated; empty builds all.
 	Only string
-	// Version tags the hooks image; empty uses the chart's appVersion.
+	// Version tags the connected-registry image; empty uses the chart's appVersion.
 	Version string
 	// Root is the repository root; empty finds it from the working directory.
 	Root string
@@ -167,9 +167,9 @@ func (o *BuildOptions) BindFlags(fs *flag.FlagSet, getenv func(string) string) e
 	fs.StringVar(&o.Platforms, "platforms", envOr(getenv, "IMAGES_PLATFORMS", DefaultPlatforms),
 		"comma-separated platforms of every image (env IMAGES_PLATFORMS)")
 	fs.StringVar(&o.Only, "only", getenv("IMAGES_ONLY"),
-		"comma-separated image names to build (hooks, registry, hello); empty builds all (env IMAGES_ONLY)")
+		"comma-separated image names to build (connected-registry, registry, hello); empty builds all (env IMAGES_ONLY)")
 	fs.StringVar(&o.Version, "version", getenv("IMAGES_VERSION"),
-		"tag of the hooks image; empty uses appVersion of "+imagebuild.ChartPath+" (env IMAGES_VERSION)")
+		"tag of the connected-registry image; empty uses appVersion of "+imagebuild.ChartPath+" (env IMAGES_VERSION)")
 	fs.StringVar(&o.Root, "root", getenv("IMAGES_ROOT"),
 		"repository root; empty finds the go.mod of "+imagebuild.ModulePath+" from the working directory (env IMAGES_ROOT)")
 	fs.IntVar(&o.Parallelism, "go-parallelism", p,
@@ -362,7 +362,7 @@ func (o *PushOptions) BindFlags(fs *flag.FlagSet, getenv func(string) string) er
 	fs.BoolVar(&o.InsecureHTTP, "insecure-http", insecure,
 		"speak plain HTTP to the registry, without TLS; by default only HTTPS is spoken, never a fallback (env IMAGES_INSECURE_HTTP)")
 	fs.StringVar(&o.Only, "only", getenv("IMAGES_ONLY"),
-		"comma-separated archive names to push (hooks, registry, hello); empty pushes all (env IMAGES_ONLY)")
+		"comma-separated archive names to push (connected-registry, registry, hello); empty pushes all (env IMAGES_ONLY)")
 	fs.StringVar(&o.Root, "root", getenv("IMAGES_ROOT"),
 		"repository root for a relative -image-dir; empty finds it from the working directory (env IMAGES_ROOT)")
 	return nil

@@ -48,22 +48,22 @@ func TestBuildOptions(t *testing.T) {
 		for _, img := range o.images {
 			names = append(names, img.Name)
 		}
-		require.Equal(t, []string{"hooks", "registry", "hello"}, names)
+		require.Equal(t, []string{"connected-registry", "registry", "hello"}, names)
 		require.Len(t, o.platforms, 2)
 		appVersion, err := imagebuild.ChartAppVersion(root)
 		require.NoError(t, err)
-		require.Equal(t, []string{imagebuild.HooksRepository + ":" + appVersion}, o.images[0].Refs)
+		require.Equal(t, []string{imagebuild.Repository + ":" + appVersion}, o.images[0].Refs)
 		require.Equal(t, []string{"docker.io/library/registry:3", "ghcr.io/connected-registry/distribution:v3.1.2"}, o.images[1].Refs)
 		require.True(t, o.created.Equal(imagebuild.Epoch))
 	})
 	t.Run("environment twins set the options and flags override them", func(t *testing.T) {
 		t.Parallel()
 		o, err := completeBuild(t, []string{"-version", "9.9.9"}, map[string]string{
-			"IMAGES_ONLY": "hooks", "IMAGES_PLATFORMS": "linux/arm64", "IMAGES_VERSION": "1.0.0", "SOURCE_DATE_EPOCH": "86400",
+			"IMAGES_ONLY": "connected-registry", "IMAGES_PLATFORMS": "linux/arm64", "IMAGES_VERSION": "1.0.0", "SOURCE_DATE_EPOCH": "86400",
 		})
 		require.NoError(t, err)
 		require.Len(t, o.images, 1)
-		require.Equal(t, []string{imagebuild.HooksRepository + ":9.9.9"}, o.images[0].Refs)
+		require.Equal(t, []string{imagebuild.Repository + ":9.9.9"}, o.images[0].Refs)
 		require.Equal(t, "linux/arm64", o.platforms[0].String())
 		require.Equal(t, int64(86400), o.created.Unix())
 	})
@@ -72,7 +72,7 @@ func TestBuildOptions(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"an unknown image name should fail", []string{"-only", "hooks,pause"}, `unknown image "pause" in -only: the images are hooks, registry, hello`},
+		{"an unknown image name should fail", []string{"-only", "connected-registry,pause"}, `unknown image "pause" in -only: the images are connected-registry, registry, hello`},
 		{"an empty platform list should fail", []string{"-platforms", ","}, "flag -platforms is empty"},
 		{"a negative parallelism should fail", []string{"-go-parallelism", "-1"}, "must not be negative"},
 		{"a directory outside the repository should fail", []string{"-root", "/"}, "read the chart's appVersion"},

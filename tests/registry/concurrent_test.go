@@ -22,7 +22,7 @@ func TestConcurrentColdPullsFetchEachLayerOnce(t *testing.T) {
 	t.Parallel()
 	const clients = 8
 	registryBin := registryBinary(t)
-	hooksBin := hooksBinary(t)
+	productBin := productBinary(t)
 	ca := newTestCA(t)
 	sc := byParentURL
 
@@ -36,7 +36,7 @@ func TestConcurrentColdPullsFetchEachLayerOnce(t *testing.T) {
 	link, err := testenv.StartLink("127.0.0.1:0", par.host, 4<<20)
 	must(t, err)
 	t.Cleanup(link.Close)
-	pd, _ := startConnectedRegistry(t, sc, link.Addr, registryBin, hooksBin, ca)
+	pd, _ := startConnectedRegistry(t, sc, link.Addr, registryBin, productBin, ca)
 	crHost := "127.0.0.1:" + strconv.Itoa(pd.Port)
 
 	_, mark := par.proc.accessLog(0)

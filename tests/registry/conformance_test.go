@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 	began := time.Now()
 	registryBin := registryBinary(t)
 	suiteBin := toolBinary(t, "oci-conformance", "OCI_CONFORMANCE_BIN", "the OCI distribution-spec conformance suite")
-	hooksBin := hooksBinary(t)
+	productBin := productBinary(t)
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "ca.crt")
@@ -85,7 +85,7 @@ func TestConformance(t *testing.T) {
 	}
 
 	// 2. The connected registry, rendered for this parent.
-	pd, _ := startConnectedRegistry(t, sc, par.host, registryBin, hooksBin, ca)
+	pd, _ := startConnectedRegistry(t, sc, par.host, registryBin, productBin, ca)
 	crHost := "127.0.0.1:" + strconv.Itoa(pd.Port)
 	checkNoReferrersAPI(t, ca, crHost, content.manifests[0])
 	_, mark := par.proc.accessLog(0)

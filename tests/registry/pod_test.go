@@ -10,7 +10,7 @@ import (
 )
 
 // pod is the chart's registry pod run as processes of this test (internal/testing/podemu): the init containers with our
-// hooks binary, the native sidecars and the registry container, every path under a volume mount remapped to a
+// connected-registry binary, the native sidecars and the registry container, every path under a volume mount remapped to a
 // directory of the test.
 type pod struct {
 	*podemu.Pod
@@ -19,9 +19,9 @@ type pod struct {
 
 // newPod reads the registry Deployment of res. external holds the Secrets the user creates (name → key →
 // value) that the chart only references.
-func newPod(t *testing.T, res *chartrender.Result, registryBin, hooksBin string, external map[string]map[string]string) *pod {
+func newPod(t *testing.T, res *chartrender.Result, registryBin, productBin string, external map[string]map[string]string) *pod {
 	t.Helper()
-	p, err := podemu.New(res, podemu.Options{Dir: t.TempDir(), RegistryBin: registryBin, HooksBin: hooksBin,
+	p, err := podemu.New(res, podemu.Options{Dir: t.TempDir(), RegistryBin: registryBin, ProductBin: productBin,
 		External: external, Port: freePort(t), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)

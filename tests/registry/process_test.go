@@ -24,8 +24,8 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if hooksBin != "" {
-		os.RemoveAll(filepath.Dir(hooksBin))
+	if productBin != "" {
+		os.RemoveAll(filepath.Dir(productBin))
 	}
 	os.Exit(code)
 }
@@ -50,37 +50,37 @@ func toolBinary(t *testing.T, name, env, what string) string {
 }
 
 var (
-	hooksOnce sync.Once
-	hooksBin  string
-	hooksErr  error
+	productOnce sync.Once
+	productBin  string
+	productErr  error
 )
 
-// hooksBinary builds ./cmd/connected-registry once per test process.
-func hooksBinary(t *testing.T) string {
+// productBinary builds ./cmd/connected-registry once per test process.
+func productBinary(t *testing.T) string {
 	t.Helper()
-	hooksOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "connected-registry-hooks-")
+	productOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "connected-registry-bin-")
 		if err != nil {
-			hooksErr = err
+			productErr = err
 			return
 		}
-		hooksBin = filepath.Join(dir, "hooks")
+		productBin = filepath.Join(dir, "connected-registry")
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			hooksErr = fmt.Errorf("finding the go tool to build ./cmd/connected-registry: %w", err)
+			productErr = fmt.Errorf("finding the go tool to build ./cmd/connected-registry: %w", err)
 			return
 		}
-		cmd := exec.Command(goTool, "build", "-o", hooksBin, "./cmd/connected-registry")
+		cmd := exec.Command(goTool, "build", "-o", productBin, "./cmd/connected-registry")
 		cmd.Dir = chartrender.RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			hooksErr = fmt.Errorf("go build ./cmd/connected-registry: %w\n%s", err, out)
+			productErr = fmt.Errorf("go build ./cmd/connected-registry: %w\n%s", err, out)
 		}
 	})
-	if hooksErr != nil {
-		t.Fatal(hooksErr)
+	if productErr != nil {
+		t.Fatal(productErr)
 	}
-	return hooksBin
+	return productBin
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

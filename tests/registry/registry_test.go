@@ -105,18 +105,18 @@ var (
 
 func TestConnectedRegistry(t *testing.T) {
 	registryBin := registryBinary(t)
-	hooksBin := hooksBinary(t)
+	productBin := productBinary(t)
 	ca := newTestCA(t)
 
 	for _, sc := range []scenario{byParentURL, byConnectionString} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
-			runScenario(t, sc, registryBin, hooksBin, ca)
+			runScenario(t, sc, registryBin, productBin, ca)
 		})
 	}
 }
 
-func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *testCA) {
+func runScenario(t *testing.T, sc scenario, registryBin, productBin string, ca *testCA) {
 	began := time.Now()
 	phase := began
 	lap := func(what string) {
@@ -139,7 +139,7 @@ func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *te
 	must(t, remote.WriteIndex(parentRef, want.index, parentClient.opts...))
 	lap("starting and seeding the parent")
 
-	pd, cr := startConnectedRegistry(t, sc, par.host, registryBin, hooksBin, ca)
+	pd, cr := startConnectedRegistry(t, sc, par.host, registryBin, productBin, ca)
 	crClientHTTP := &http.Client{Transport: ca.transport(), Timeout: 5 * time.Second}
 	lap("rendering the chart and starting the connected registry")
 
@@ -212,7 +212,7 @@ func runScenario(t *testing.T, sc scenario, registryBin, hooksBin string, ca *te
 
 // startConnectedRegistry renders the chart for the parent at parentHost (127.0.0.1:<port>) the way sc points at
 // it, runs the registry pod as processes and waits for its readiness probe, checking the configuration it runs.
-func startConnectedRegistry(t *testing.T, sc scenario, parentHost, registryBin, hooksBin string, ca *testCA) (*pod, *process) {
+func startConnectedRegistry(t *testing.T, sc scenario, parentHost, registryBin, productBin string, ca *testCA) (*pod, *process) {
 	t.Helper()
 	certPEM, keyPEM := ca.issue(t, "cr-connected-registry", []net.IP{net.ParseIP(clusterIP)}, []string{
 		"cr-connected-registry", "cr-connected-registry.connected-registry", "cr-connected-registry.connected-registry.svc",
@@ -238,7 +238,7 @@ func startConnectedRegistry(t *testing.T, sc scenario, parentHost, registryBin, 
 	}
 	checkRenderedContract(t, res, "https://"+parentHost)
 
-	pd := newPod(t, res, registryBin, hooksBin, external)
+	pd := newPod(t, res, registryBin, productBin, external)
 	cr := pd.start(t)
 	crClientHTTP := &http.Client{Transport: ca.transport(), Timeout: 5 * time.Second}
 	ready := cr.waitReady(t, crClientHTTP, pd.readinessURL(t))

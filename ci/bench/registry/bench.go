@@ -91,11 +91,11 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err
 	}
-	hooksBin, err := buildHooks(o.Dir)
+	productBin, err := buildProduct(o.Dir)
 	if err != nil {
 		return err
 	}
-	if b.e, err = newEnv(o.Dir, registryBin, hooksBin, o.log); err != nil {
+	if b.e, err = newEnv(o.Dir, registryBin, productBin, o.log); err != nil {
 		return err
 	}
 	b.e.logf("generating a %s seeded layer and a multi-arch image", humanBytes(o.LayerSize))

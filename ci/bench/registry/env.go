@@ -35,7 +35,7 @@ const (
 type env struct {
 	dir         string
 	registryBin string
-	hooksBin    string
+	productBin  string
 	log         io.Writer
 	ca          *testenv.CA
 
@@ -70,12 +70,12 @@ type variant struct {
 	env  []string // added to the registry container's environment: experiments only, not a chart setting
 }
 
-func newEnv(dir, registryBin, hooksBin string, log io.Writer) (*env, error) {
+func newEnv(dir, registryBin, productBin string, log io.Writer) (*env, error) {
 	ca, err := testenv.NewCA("connected-registry benchmark CA")
 	if err != nil {
 		return nil, err
 	}
-	e := &env{dir: dir, registryBin: registryBin, hooksBin: hooksBin, log: log, ca: ca}
+	e := &env{dir: dir, registryBin: registryBin, productBin: productBin, log: log, ca: ca}
 	e.crCert, e.crKey, err = ca.Issue("cr-connected-registry", []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(clusterIP)},
 		[]string{"cr-connected-registry", "cr-connected-registry.connected-registry.svc"})
 	if err != nil {
@@ -217,7 +217,7 @@ func (e *env) startConnectedVia(ctx context.Context, v variant, dir, parentHost 
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	pd, err := podemu.New(res, podemu.Options{Dir: dir, RegistryBin: e.registryBin, HooksBin: e.hooksBin, Port: port})
+	pd, err := podemu.New(res, podemu.Options{Dir: dir, RegistryBin: e.registryBin, ProductBin: e.productBin, Port: port})
 	if err != nil {
 		return nil, err
 	}
@@ -313,9 +313,9 @@ func (c *connected) waitStored(img *testImage, timeout time.Duration) error {
 	}
 }
 
-// buildHooks builds ./cmd/connected-registry, which the chart's init container runs (the registry's credential helper).
-func buildHooks(dir string) (string, error) {
-	bin := filepath.Join(dir, "hooks")
+// buildProduct builds ./cmd/connected-registry, the binary of the chart's image, which the registry pod's init containers run.
+func buildProduct(dir string) (string, error) {
+	bin := filepath.Join(dir, "connected-registry")
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("finding the go tool to build ./cmd/connected-registry: %w", err)

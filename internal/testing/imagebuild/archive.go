@@ -28,7 +28,7 @@ const (
 )
 
 // NamedIndex is an image index and the references it is known by, such as
-// "ghcr.io/connected-registry/hooks:0.1.0".
+// "ghcr.io/connected-registry/connected-registry:0.1.0".
 type NamedIndex struct {
 	Refs  []string
 	Index v1.ImageIndex

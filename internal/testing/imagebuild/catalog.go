@@ -17,11 +17,14 @@ const (
 	ModulePath = "github.com/connected-registry/connected-registry"
 	// SourceURL is the project's source repository, the org.opencontainers.image.source of its images.
 	SourceURL = "https://github.com/connected-registry/connected-registry"
-	// ChartPath is the chart's Chart.yaml, relative to the repository root; its appVersion tags the hooks image.
+	// ChartPath is the chart's Chart.yaml, relative to the repository root; its appVersion tags the product image.
 	ChartPath = "chart/connected-registry/Chart.yaml"
 
-	// HooksRepository is the chart's hooks.image.repository default.
-	HooksRepository = "ghcr.io/connected-registry/hooks"
+	// Repository is the product image's repository, the chart's default image: the in-cluster binary
+	// connected-registry (cmd/connected-registry) as its entrypoint.
+	Repository = "ghcr.io/connected-registry/connected-registry"
+	// Binary is the in-cluster binary's path in the product image.
+	Binary = "/connected-registry"
 
 	// DistributionModule is the module version the registry image is built from.
 	DistributionModule  = "github.com/distribution/distribution/v3@" + DistributionVersion
@@ -68,7 +71,7 @@ type Image struct {
 	Spec GoImage
 }
 
-// ProjectImages returns the project's images, built from the repository at root, with the hooks image tagged
+// ProjectImages returns the project's images, built from the repository at root, with the product image tagged
 // version (the chart's appVersion when empty), for platforms (DefaultPlatforms when empty).
 func ProjectImages(root, version string, platforms []v1.Platform) ([]Image, error) {
 	if version == "" {
@@ -81,20 +84,20 @@ func ProjectImages(root, version string, platforms []v1.Platform) ([]Image, erro
 	nonRootDir := func(p string) File { return Dir(p, 0o755, NonRootUID, NonRootUID) }
 	return []Image{
 		{
-			Name: "hooks",
-			Refs: []string{HooksRepository + ":" + version},
+			Name: "connected-registry",
+			Refs: []string{Repository + ":" + version},
 			Spec: GoImage{
 				Package:   "./cmd/connected-registry",
 				Dir:       root,
-				Binary:    "/hooks",
+				Binary:    Binary,
 				Platforms: platforms,
 				// The parent gate speaks TLS to the parent: a public registry needs the public roots.
 				CACertificates: true,
 				Labels: map[string]string{
 					LabelSource:      SourceURL,
 					LabelVersion:     version,
-					LabelTitle:       "connected-registry hooks",
-					LabelDescription: "Pre-install checks, certificate generation, the trust agent, the parent gate and the registry's credential helper of the connected-registry chart.",
+					LabelTitle:       "connected-registry",
+					LabelDescription: "The in-cluster binary of the connected-registry chart: pre-install checks, certificate generation, the registry pod's tls-reloader, parent gate and credential helper, the trust agent and the post-delete cleanup.",
 				},
 			},
 		},

@@ -22,12 +22,12 @@ func TestProjectImages(t *testing.T) {
 		byName[img.Name] = img
 	}
 
-	t.Run("the hooks image is tagged with the chart's appVersion and runs as nonroot", func(t *testing.T) {
+	t.Run("the connected-registry image is tagged with the chart's appVersion, runs /connected-registry and runs as nonroot", func(t *testing.T) {
 		t.Parallel()
-		hooks := byName["hooks"]
-		require.Equal(t, []string{HooksRepository + ":" + appVersion}, hooks.Refs)
-		s := hooks.Spec.withDefaults()
-		require.Equal(t, []string{"/hooks"}, s.Entrypoint)
+		product := byName["connected-registry"]
+		require.Equal(t, []string{"ghcr.io/connected-registry/connected-registry:" + appVersion}, product.Refs)
+		s := product.Spec.withDefaults()
+		require.Equal(t, []string{"/connected-registry"}, s.Entrypoint)
 		require.Equal(t, NonRootUser, s.User)
 		require.Equal(t, appVersion, s.Labels[LabelVersion])
 		require.DirExists(t, filepath.Join(root, "cmd", "connected-registry"))
@@ -60,11 +60,11 @@ func TestProjectImages(t *testing.T) {
 		require.FileExists(t, filepath.Join(root, "ci", "images", "hello", "main.go"))
 	})
 
-	t.Run("an explicit version tags the hooks image", func(t *testing.T) {
+	t.Run("an explicit version tags the connected-registry image", func(t *testing.T) {
 		t.Parallel()
 		images, err := ProjectImages(root, "1.2.3-rc.1", nil)
 		require.NoError(t, err)
-		require.Equal(t, []string{HooksRepository + ":1.2.3-rc.1"}, images[0].Refs)
+		require.Equal(t, []string{Repository + ":1.2.3-rc.1"}, images[0].Refs)
 	})
 }
 

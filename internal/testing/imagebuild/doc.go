@@ -11,13 +11,13 @@
 // `io.containerd.image.name` and `org.opencontainers.image.ref.name` annotations (full references), which is
 // what `ctr images import` (containerd 1.6 and later) reads:
 //
-//	ctr -n k8s.io images import --all-platforms hooks.tar
+//	ctr -n k8s.io images import --all-platforms connected-registry.tar
 //
 // A RegistryClient pushes indexes (PushIndex, PushArchive) to any registry over HTTPS only, trusting a given
 // CA: go-containerregistry falls back to plain HTTP for localhost, loopback and private addresses, and the
 // client refuses every plain-HTTP request unless it is told to speak plain HTTP only (InsecureHTTP).
 //
-// ProjectImages lists the images of this project (the hooks binary, the Distribution registry and the test
+// ProjectImages lists the images of this project (the in-cluster binary, the Distribution registry and the test
 // workload); `go run ./ci/images build` writes them to _out/images with an images.txt of
 // "REF DIGEST ARCHIVE" lines, and `go run ./ci/images push` seeds or releases them.
 package imagebuild

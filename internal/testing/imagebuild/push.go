@@ -166,7 +166,7 @@ func ParseRename(s string) (Rename, error) {
 	return Rename{From: from, To: to}, nil
 }
 
-// DestinationRef returns where src ("ghcr.io/connected-registry/hooks:0.1.0") goes on registry ("host:port"):
+// DestinationRef returns where src ("ghcr.io/connected-registry/connected-registry:0.1.0") goes on registry ("host:port"):
 // the same repository path and tag under registry, with the first matching rename applied at a path boundary.
 func DestinationRef(src, registry string, renames []Rename) (string, error) {
 	ref, err := name.ParseReference(src)

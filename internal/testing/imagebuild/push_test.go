@@ -68,7 +68,7 @@ func TestPushIndexOverTLS(t *testing.T) {
 		t.Parallel()
 		reg := newTestRegistry(t, true, "", "")
 		c := &RegistryClient{RootCAs: reg.pool}
-		ref := reg.host + "/connected-registry/hooks:0.1.0"
+		ref := reg.host + "/connected-registry/connected-registry:0.1.0"
 		got, err := c.PushIndex(ctx, idx, ref)
 		require.NoError(t, err)
 		require.Equal(t, want, got)
@@ -174,16 +174,16 @@ func TestDestinationRef(t *testing.T) {
 		renames []Rename
 		want    string
 	}{
-		{"the repository path and tag are kept under the registry", "ghcr.io/connected-registry/hooks:0.1.0", nil,
-			"10.0.0.1:5443/connected-registry/hooks:0.1.0"},
+		{"the repository path and tag are kept under the registry", "ghcr.io/connected-registry/connected-registry:0.1.0", nil,
+			"10.0.0.1:5443/connected-registry/connected-registry:0.1.0"},
 		{"a Docker Hub official image keeps library/", "docker.io/library/registry:3", nil,
 			"10.0.0.1:5443/library/registry:3"},
 		{"a rename matching the whole path replaces it", "ghcr.io/connected-registry/testdata/hello:v1",
 			[]Rename{{"connected-registry/testdata/hello", "samples/hello"}}, "10.0.0.1:5443/samples/hello:v1"},
 		{"a rename matching a leading path replaces it", "ghcr.io/connected-registry/testdata/hello:v1",
 			[]Rename{{"connected-registry", "cr"}}, "10.0.0.1:5443/cr/testdata/hello:v1"},
-		{"a rename matching inside a path component does nothing", "ghcr.io/connected-registry/hooks:0.1.0",
-			[]Rename{{"connected", "x"}}, "10.0.0.1:5443/connected-registry/hooks:0.1.0"},
+		{"a rename matching inside a path component does nothing", "ghcr.io/connected-registry/connected-registry:0.1.0",
+			[]Rename{{"connected", "x"}}, "10.0.0.1:5443/connected-registry/connected-registry:0.1.0"},
 		{"the first matching rename wins", "ghcr.io/a/b:1",
 			[]Rename{{"a/b", "first"}, {"a", "second"}}, "10.0.0.1:5443/first:1"},
 	}

@@ -39,7 +39,7 @@ var DefaultPlatforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: 
 
 // GoImage describes an image made of one Go program.
 type GoImage struct {
-	// Package is the main package to build: a path relative to Dir ("./hooks") or an import path.
+	// Package is the main package to build: a path relative to Dir ("./cmd/connected-registry") or an import path.
 	Package string
 	// Dir is the directory `go build` runs in, inside the main module that holds Package. It must be empty when
 	// Module is set.
@@ -50,7 +50,7 @@ type GoImage struct {
 	// LDFlags are added to "-s -w", for example "-X main.version=v1".
 	LDFlags []string
 
-	// Binary is the absolute path of the program in the image, such as "/hooks".
+	// Binary is the absolute path of the program in the image, such as "/connected-registry".
 	Binary string
 	// Platforms to build; empty means DefaultPlatforms. Only linux is supported.
 	Platforms []v1.Platform
@@ -115,7 +115,7 @@ type specCheck struct {
 var specChecks = []specCheck{
 	{"package", func(s *GoImage) error {
 		if s.Package == "" {
-			return errors.New("Package is empty: name the main package to build, such as ./hooks")
+			return errors.New("Package is empty: name the main package to build, such as ./cmd/connected-registry")
 		}
 		return nil
 	}},

@@ -3,7 +3,7 @@
 //
 // The Deployment's volumes become directories: ConfigMaps and Secrets from the render (or from Secrets the user
 // creates, given as external), emptyDirs and the PersistentVolumeClaim as directories. The init containers run
-// with our hooks binary, which is what the hooks image runs. Native sidecars (init containers with restartPolicy
+// with our connected-registry binary, which is what the product image runs. Native sidecars (init containers with restartPolicy
 // Always) are handed to the caller to start, with their --listen addresses moved to free ports of 127.0.0.1.
 // The registry container's command line, environment and Distribution configuration are prepared as rendered,
 // but that every absolute path under a volume mount (in arguments, environment and configuration) moves onto the
@@ -14,7 +14,7 @@
 // It does not emulate the Kubernetes API server, nor what needs it: a projected service account token is an
 // empty directory, and the tls-reloader sidecar, which reads the TLS Secret through the API, is stood in for by
 // writing the Secret's tls.crt and tls.key into its --tls-dir once. Nor does it emulate images other than the
-// hooks image in init containers, probes, restarts or resource limits (but for resolving limits.cpu). Starting
+// product image in init containers, probes, restarts or resource limits (but for resolving limits.cpu). Starting
 // and stopping processes is left to the caller.
 package podemu
 
@@ -22,7 +22,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,8 +46,8 @@ type Options struct {
 	Dir string
 	// RegistryBin is the Distribution binary the registry container runs.
 	RegistryBin string
-	// HooksBin is our hooks binary, standing in for the hooks image.
-	HooksBin string
+	// ProductBin is our connected-registry binary, standing in for the product image.
+	ProductBin string
 	// External holds the Secrets the user creates and the chart only references: name → key → value.
 	External map[string]map[string]string
 	// Port is the port of 127.0.0.1 the registry's HTTPS listener (http.addr) moves to.
@@ -130,10 +132,10 @@ func (p *Pod) Container(list, name string) (map[string]any, error) {
 	return findContainer(p.spec, list, name)
 }
 
-// runInitContainer runs an init container with the hooks binary, stands in for the tls-reloader, or hands a
+// runInitContainer runs an init container with the connected-registry binary, stands in for the tls-reloader, or hands a
 // native sidecar to startSidecar.
 func (p *Pod) runInitContainer(c map[string]any, startSidecar func(Command) error) error {
-	cmd, err := p.hooksCommand(c)
+	cmd, err := p.productCommand(c)
 	if err != nil {
 		return err
 	}
@@ -149,15 +151,15 @@ func (p *Pod) runInitContainer(c map[string]any, startSidecar func(Command) erro
 	return startSidecar(cmd)
 }
 
-// hooksCommand returns an init container's command with the hooks binary, which must be what it runs: the
-// hooks image with its entrypoint.
-func (p *Pod) hooksCommand(c map[string]any) (Command, error) {
+// productCommand returns an init container's command with the connected-registry binary, which must be what it
+// runs: the product image with its entrypoint.
+func (p *Pod) productCommand(c map[string]any) (Command, error) {
 	name, _ := c["name"].(string)
-	if image, _ := c["image"].(string); !strings.Contains(image, "/hooks:") {
-		return Command{}, fmt.Errorf("init container %s runs image %q, not the hooks image podemu can emulate", name, image)
+	if image, _ := c["image"].(string); !isProductImage(image) {
+		return Command{}, fmt.Errorf("init container %s runs image %q, not the connected-registry image podemu can emulate", name, image)
 	}
 	if len(sliceOf(c["command"])) > 0 {
-		return Command{}, fmt.Errorf("init container %s overrides the hooks image's entrypoint: %v", name, c["command"])
+		return Command{}, fmt.Errorf("init container %s overrides the connected-registry image's entrypoint: %v", name, c["command"])
 	}
 	mounts, err := p.mounts(c)
 	if err != nil {
@@ -168,7 +170,7 @@ func (p *Pod) hooksCommand(c map[string]any) (Command, error) {
 		return Command{}, err
 	}
 	args := remapArgs(mounts, stringSlice(c["args"]))
-	return Command{Name: name, Bin: p.opts.HooksBin, Args: args, Env: append([]string{"PATH=" + os.Getenv("PATH")}, env...)}, nil
+	return Command{Name: name, Bin: p.opts.ProductBin, Args: args, Env: append([]string{"PATH=" + os.Getenv("PATH")}, env...)}, nil
 }
 
 // runToCompletion runs an init container that is not a sidecar, as the kubelet does before the next.
@@ -177,7 +179,7 @@ func (p *Pod) runToCompletion(c Command) error {
 	cmd.Env = c.Env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("init container %s (hooks %s) failed: %w\n%s", c.Name, strings.Join(c.Args, " "), err, out)
+		return fmt.Errorf("init container %s (connected-registry %s) failed: %w\n%s", c.Name, strings.Join(c.Args, " "), err, out)
 	}
 	p.logf("init container %s: %s", c.Name, strings.TrimSpace(string(out)))
 	return nil
@@ -335,4 +337,18 @@ func (p *Pod) logf(format string, args ...any) {
 	if p.opts.Logf != nil {
 		p.opts.Logf(format, args...)
 	}
+}
+
+// productImageNames are the last path elements the product image's repository may have:
+// ghcr.io/connected-registry/connected-registry, and hooks, the chart's default repository until the chart
+// follows the image's rename (issue 13); drop "hooks" then.
+var productImageNames = []string{"connected-registry", "hooks"}
+
+// isProductImage tells whether image (repository:tag or repository@digest) is the product image.
+func isProductImage(image string) bool {
+	repo, _, _ := strings.Cut(image, "@")
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo = repo[:i]
+	}
+	return slices.Contains(productImageNames, path.Base(repo))
 }

@@ -220,7 +220,7 @@ func (e *Env) importImages(ctx context.Context) error {
 	if err := e.Run(ctx, "go", "run", "./ci/images", "build", "--out", imagesDir, "--only", "hello", "--platforms", "linux/amd64,linux/arm64"); err != nil {
 		return err
 	}
-	if err := e.Run(ctx, "go", "run", "./ci/images", "build", "--out", imagesDir, "--only", "hooks,registry", "--platforms", "linux/"+runtime.GOARCH); err != nil {
+	if err := e.Run(ctx, "go", "run", "./ci/images", "build", "--out", imagesDir, "--only", "connected-registry,registry", "--platforms", "linux/"+runtime.GOARCH); err != nil {
 		return err
 	}
 	tars, err := filepath.Glob(filepath.Join(e.Root, imagesDir, "*.tar"))
