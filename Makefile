@@ -71,7 +71,7 @@ bench-registry:
 	go run ./ci/bench/registry --out _out/bench/registry.md
 
 ## bench-postrender: the post-renderer side by side with bare krusty and the kustomize v5.8.2 CLI on the chart's
-## output (example site overlay) and synthetic inputs of 100, 500 and 1000 objects, with the cold-start cost;
+## output (example site overlay) and synthetic inputs of 100 and 500 objects, with the cold-start cost;
 ## writes _out/bench/postrender.md. BENCH_SIZES and BENCH_RUNS tune it (go run ./ci/bench/postrender -h).
 bench-postrender: tools postrender
 	go run ./ci/bench/postrender --out _out/bench/postrender.md

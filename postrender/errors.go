@@ -17,5 +17,3 @@ var (
 	// ErrKustomize: kustomize failed.
 	ErrKustomize = errors.New("kustomize")
 )
-
-var errStop = errors.New("stop")

@@ -2,7 +2,6 @@ package postrender
 
 import (
 	"fmt"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -19,7 +18,6 @@ type kustFile struct {
 	dir  string
 	file string
 	k    types.Kustomization
-	keys []string
 }
 
 func readKustomization(fs filesys.FileSystem, dir string) (*kustFile, error) {
@@ -37,13 +35,6 @@ func readKustomization(fs filesys.FileSystem, dir string) (*kustFile, error) {
 			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
 		kf.k.FixKustomization()
-		var raw map[string]any
-		if err := yaml.Unmarshal(data, &raw); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", p, err)
-		}
-		for key := range raw {
-			kf.keys = append(kf.keys, key)
-		}
 		return kf, nil
 	}
 	return nil, fmt.Errorf("%w in %s (looked for %s)", ErrNoKustomization, dir, strings.Join(konfig.RecognizedKustomizationFileNames(), ", "))
@@ -195,58 +186,4 @@ func smpIDs(text string) ([]resid.ResId, error) {
 		ids = append(ids, d.id())
 	}
 	return ids, nil
-}
-
-// chunkableKeys are the kustomization fields whose effect on an object depends on that object alone (with no
-// name changing), so the chart's output can be built in independent parts with the same result.
-var chunkableKeys = map[string]bool{
-	"apiVersion": true, "kind": true, "metadata": true, "resources": true, "components": true,
-	"namespace": true, "commonLabels": true, "labels": true, "commonAnnotations": true, "patches": true,
-	"patchesStrategicMerge": true, "patchesJson6902": true, "images": true, "replicas": true, "sortOptions": true,
-}
-
-// chunkable reports whether the kustomization tree rooted at root, whose chart output is chartDir/ResourceName,
-// may be built in parts; when not, the reason.
-func chunkable(fs filesys.FileSystem, root, chartDir string) (bool, string) {
-	reason := ""
-	err := walkTree(fs, root, func(kf *kustFile, component bool) error {
-		for _, key := range kf.keys {
-			if !chunkableKeys[key] {
-				reason = fmt.Sprintf("%s sets %s", kf.file, key)
-				return errStop
-			}
-		}
-		if kf.k.SortOptions != nil && (kf.dir != root || kf.k.SortOptions.Order != types.LegacySortOrder) {
-			reason = fmt.Sprintf("%s sets sortOptions", kf.file)
-			return errStop
-		}
-		for _, p := range kf.k.Patches {
-			if p.Options != nil && (p.Options.AllowNameChange || p.Options.AllowKindChange) {
-				reason = fmt.Sprintf("%s has a patch that may change names or kinds", kf.file)
-				return errStop
-			}
-		}
-		switch {
-		case component:
-			if len(kf.k.Resources) > 0 {
-				reason = fmt.Sprintf("component %s adds resources", kf.file)
-				return errStop
-			}
-		case kf.dir == chartDir:
-			if len(kf.k.Resources) != 1 || path.Clean(kf.k.Resources[0]) != ResourceName {
-				reason = fmt.Sprintf("%s lists resources besides %s", kf.file, ResourceName)
-				return errStop
-			}
-		default:
-			if len(kf.k.Resources) != 1 || filepath.Join(kf.dir, kf.k.Resources[0]) != chartDir {
-				reason = fmt.Sprintf("%s lists resources besides the overlay directory", kf.file)
-				return errStop
-			}
-		}
-		return nil
-	})
-	if err != nil && err != errStop {
-		return false, err.Error()
-	}
-	return reason == "", reason
 }

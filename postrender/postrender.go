@@ -72,30 +72,19 @@ type Options struct {
 	FS filesys.FileSystem
 	// Warn receives warnings (for example what Helm 3 cannot do); nil discards them.
 	Warn io.Writer
-	// ChunkSize is the number of objects per independent part when the overlay allows building the chart's
-	// output in parts (see DESIGN in chunk.go); 0 uses DefaultChunkSize, a negative value never splits.
-	ChunkSize int
 }
 
 // Renderer applies an overlay to the chart's output. Its Run method is safe to call concurrently: kustomize
 // is not, so calls are serialised.
 type Renderer struct {
-	fs          *overlayFS
-	root        string
-	chartDir    string
-	chartFile   string
-	rename      map[string]string
-	patches     []patchInfo
-	chunkable   bool
-	chunkReason string
-	sortOptions *types.SortOptions
-	trust       Trust
-	chunkSize   int
-	warn        io.Writer
-	// pinned names objects that must be in every part: the replicas transformer fails on a name it does not find.
-	pinned []string
-	// lastParts is the number of parts the last Run built (tests read it).
-	lastParts int
+	fs        *overlayFS
+	root      string
+	chartDir  string
+	chartFile string
+	rename    map[string]string
+	patches   []patchInfo
+	trust     Trust
+	warn      io.Writer
 }
 
 // kustomizeMu serialises kustomize runs: krusty and kyaml's OpenAPI schema hold global state.
@@ -121,10 +110,7 @@ func New(o Options) (*Renderer, error) {
 		}
 		return a, nil
 	}
-	r := &Renderer{fs: newOverlayFS(lower), rename: map[string]string{}, trust: o.Trust, chunkSize: o.ChunkSize, warn: o.Warn}
-	if r.chunkSize == 0 {
-		r.chunkSize = DefaultChunkSize
-	}
+	r := &Renderer{fs: newOverlayFS(lower), rename: map[string]string{}, trust: o.Trust, warn: o.Warn}
 	if _, err := ParseTrust(string(o.Trust)); err != nil {
 		return nil, err
 	}
@@ -165,12 +151,6 @@ func New(o Options) (*Renderer, error) {
 		return p
 	}
 	err := walkTree(r.fs, r.root, func(kf *kustFile, _ bool) error {
-		if kf.dir == r.root {
-			r.sortOptions = kf.k.SortOptions
-		}
-		for _, rep := range kf.k.Replicas {
-			r.pinned = append(r.pinned, rep.Name)
-		}
 		ps, err := patchesOf(r.fs, kf, rename)
 		r.patches = append(r.patches, ps...)
 		return err
@@ -178,7 +158,6 @@ func New(o Options) (*Renderer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.chunkable, r.chunkReason = chunkable(r.fs, r.root, r.chartDir)
 	return r, nil
 }
 
@@ -259,9 +238,8 @@ func (r *Renderer) Run(in *bytes.Buffer) (out *bytes.Buffer, err error) {
 	defer kustomizeMu.Unlock()
 	var resources []*resource.Resource
 	var yamlOut []byte
-	if r.trust == TrustKeep && !r.mayChunk(data) {
+	if r.trust == TrustKeep {
 		// The common case: kustomize reads Helm's stream as it is.
-		r.lastParts = 1
 		resources, yamlOut, err = r.buildOnce(data, split)
 	} else {
 		if _, err := split(); err != nil {
@@ -270,7 +248,7 @@ func (r *Renderer) Run(in *bytes.Buffer) (out *bytes.Buffer, err error) {
 		if docs, err = r.applyTrust(docs); err != nil {
 			return nil, err
 		}
-		resources, yamlOut, err = r.build(docs)
+		resources, yamlOut, err = r.buildOnce(joinDocuments(docs), func() ([]*document, error) { return docs, nil })
 	}
 	if err != nil {
 		return nil, err
@@ -279,11 +257,6 @@ func (r *Renderer) Run(in *bytes.Buffer) (out *bytes.Buffer, err error) {
 		return nil, err
 	}
 	return bytes.NewBuffer(yamlOut), nil
-}
-
-// mayChunk reports whether the input may be large enough to build in parts: it counts document markers.
-func (r *Renderer) mayChunk(data []byte) bool {
-	return r.chunkable && r.chunkSize >= 0 && bytes.Count(data, []byte("\n---")) > 2*r.chunkSize
 }
 
 func krustyOptions() *krusty.Options {
@@ -295,7 +268,8 @@ func krustyOptions() *krusty.Options {
 	return o
 }
 
-// buildOnce runs kustomize once over the whole input.
+// buildOnce runs kustomize over the whole input at once, as Flux's helm-controller does: the chart's output is
+// tens of objects.
 func (r *Renderer) buildOnce(input []byte, docs func() ([]*document, error)) ([]*resource.Resource, []byte, error) {
 	fs, err := r.fs.withFile(r.chartFile, input)
 	if err != nil {

@@ -2,13 +2,11 @@ package postrender_test
 
 import (
 	"bytes"
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	helmpostrender "helm.sh/helm/v3/pkg/postrender"
-	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/kustomize/kyaml/resid"
@@ -274,130 +272,6 @@ func TestTrustOn(t *testing.T) {
 			require.Contains(t, warn.String(), tc.warning)
 		})
 	}
-}
-
-// synthetic renders n Deployments and n Services.
-func synthetic(n int) string {
-	var b strings.Builder
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, `---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app-%[1]d
-  labels: {app: app-%[1]d}
-spec:
-  selector: {matchLabels: {app: app-%[1]d}}
-  template:
-    metadata: {labels: {app: app-%[1]d}}
-    spec:
-      serviceAccountName: sa-%[1]d
-      containers:
-      - name: c
-        image: nginx:1.0
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: app-%[1]d
-spec:
-  selector: {app: app-%[1]d}
-  ports: [{port: 80}]
-`, i)
-		if i%10 == 0 {
-			fmt.Fprintf(&b, `---
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: sa-%[1]d
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: rb-%[1]d
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}
-subjects:
-- kind: ServiceAccount
-  name: sa-%[1]d
-  namespace: old
-`, i)
-		}
-	}
-	return b.String()
-}
-
-const syntheticKustomization = `resources: [helm-output.yaml]
-namespace: site
-commonLabels: {site: a}
-patches:
-- target: {kind: Deployment}
-  patch: |
-    apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: any}
-    spec:
-      template:
-        spec:
-          tolerations: [{key: k, operator: Exists}]
-- target: {kind: Service, name: "app-1.*"}
-  patch: |
-    - op: add
-      path: /metadata/annotations
-      value: {a: b}
-- patch: |
-    apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: app-7}
-    spec: {replicas: 3}
-`
-
-func bareKrusty(t testing.TB, kustomization, input string) string {
-	t.Helper()
-	fs := memFS(t, map[string]string{"/k/kustomization.yaml": kustomization, "/k/helm-output.yaml": input})
-	o := krusty.MakeDefaultOptions()
-	o.Reorder = krusty.ReorderOptionUnspecified
-	m, err := krusty.MakeKustomizer(o).Run(fs, "/k")
-	require.NoError(t, err)
-	y, err := m.AsYaml()
-	require.NoError(t, err)
-	return string(y)
-}
-
-// TestPartsMatchWholeBuild proves that building a large input in parts gives kustomize's output byte for byte,
-// and that overlays which cannot be built in parts give it too.
-func TestPartsMatchWholeBuild(t *testing.T) {
-	t.Parallel()
-	cases := []struct{ name, kustomization string }{
-		{"namespace, labels and patches of every kind are built in parts", syntheticKustomization},
-		{"images, replicas and annotations are built in parts", "resources: [helm-output.yaml]\nimages: [{name: nginx, newTag: '2.0'}]\n" +
-			"replicas: [{name: app-3, count: 5}]\ncommonAnnotations: {a: b}\nlabels: [{pairs: {x: z}, includeSelectors: true}]\n"},
-		{"a legacy sort order of the kustomization's own is kept", syntheticKustomization +
-			"sortOptions: {order: legacy, legacySortOptions: {orderFirst: [Service, RoleBinding], orderLast: [Deployment]}}\n"},
-		{"a name prefix, which renames referenced objects, builds the whole input at once", syntheticKustomization + "namePrefix: site-\n"},
-		{"FIFO order builds the whole input at once", syntheticKustomization + "sortOptions: {order: fifo}\n"},
-	}
-	input := synthetic(60)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			want := bareKrusty(t, tc.kustomization, input)
-			for _, size := range []int{7, 50} {
-				fs := memFS(t, map[string]string{"/o/kustomization.yaml": tc.kustomization})
-				got, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: size}, input)
-				require.NoError(t, err)
-				require.Equal(t, want, got, "chunk size %d", size)
-			}
-		})
-	}
-}
-
-// TestPartsKeepKustomizeErrors: a duplicate object fails as kustomize fails, however the input is split.
-func TestPartsKeepKustomizeErrors(t *testing.T) {
-	t.Parallel()
-	input := synthetic(60) + synthetic(1)
-	fs := memFS(t, map[string]string{"/o/kustomization.yaml": syntheticKustomization})
-	_, err := run(t, postrender.Options{Dir: "/o", FS: fs, ChunkSize: 7}, input)
-	require.ErrorContains(t, err, "may not add resource with an already registered id: Deployment.v1.apps/app-0.[noNs]")
 }
 
 func resIDKind(kind string) resid.ResId { return resid.ResId{Gvk: resid.Gvk{Kind: kind}} }

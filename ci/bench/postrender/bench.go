@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, env cli.LookupEnv) error {
 	var o Options
 	var sizes string
 	f := cli.NewFlagSet("bench/postrender", env, os.Stderr)
-	f.StringVar(&sizes, "sizes", "BENCH_SIZES", "100,500,1000", "synthetic input sizes, objects (half Deployments, half Services)")
+	f.StringVar(&sizes, "sizes", "BENCH_SIZES", "100,500", "synthetic input sizes, objects (half Deployments, half Services)")
 	var runs string
 	f.StringVar(&runs, "runs", "BENCH_RUNS", "3", "timed runs of each implementation per input (median shown)")
 	f.StringVar(&o.Kustomize, "kustomize", "BENCH_KUSTOMIZE", filepath.Join(chartrender.RepoRoot(), "bin", "kustomize"), "the kustomize CLI; empty skips it")

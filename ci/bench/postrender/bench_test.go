@@ -11,8 +11,8 @@ import (
 )
 
 // TestQuick is the quick variant of the benchmark that make unit runs: on the chart with the site overlay, and
-// on a synthetic input large enough to be built in parts, the post-renderer's output is byte for byte that of
-// bare krusty and of the kustomize CLI. `make bench-postrender` runs the full benchmark.
+// on a synthetic input of 150 objects, the post-renderer's output is byte for byte that of bare krusty and of
+// the kustomize CLI. `make bench-postrender` runs the full benchmark.
 func TestQuick(t *testing.T) {
 	t.Parallel()
 	o := Options{Runs: 1}
