@@ -279,7 +279,7 @@ func nodes(n int) string {
 // countNodes counts nodes matching a label selector, reading them a page at a time.
 func (c *Checker) countNodes(ctx context.Context, selector string) (int, error) {
 	n := 0
-	opts := metav1.ListOptions{LabelSelector: selector, Limit: 500}
+	opts := metav1.ListOptions{LabelSelector: selector, Limit: listPage}
 	for {
 		list, err := c.Client.CoreV1().Nodes().List(ctx, opts)
 		if err != nil {

@@ -205,7 +205,7 @@ func (c *Checker) suggest(ctx context.Context, cidrs []netip.Prefix, avoid netip
 
 func (c *Checker) takenAddresses(ctx context.Context) (map[netip.Addr]bool, bool) {
 	taken := map[netip.Addr]bool{}
-	opts := metav1.ListOptions{Limit: 500}
+	opts := metav1.ListOptions{Limit: listPage}
 	for {
 		list, err := c.Client.NetworkingV1().IPAddresses().List(ctx, opts)
 		if err != nil {

@@ -48,6 +48,9 @@ const (
 	InputTLSCACrt         = "tls.cacrt"
 )
 
+// listPage is how many objects the checks read per list request; larger lists are read a page at a time.
+const listPage = 500
+
 // TrustNodeLabel is the label trustDistribution.useNodeSelector selects nodes by.
 const TrustNodeLabel = "containerd-configured-by=connected-registry"
 

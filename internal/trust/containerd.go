@@ -1,6 +1,3 @@
-// Package trust is the node side of trust distribution: it tells whether containerd on this node reads a
-// certs.d directory, and writes (and later removes) exactly one host entry there: ca.crt, hosts.toml and a
-// marker naming what it wrote.
 package trust
 
 import (
