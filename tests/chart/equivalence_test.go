@@ -292,7 +292,11 @@ func diffNamed(path string, a, b []any, an, bn []string) []string {
 		}
 		commonB = append(commonB, n)
 	}
-	if !slices.Equal(common, commonB) {
+	// The order of containers and init containers is their start order; that of volumes, mounts and ports
+	// means nothing, and that of env only where a value refers to another with $(NAME), which none does.
+	orderless := strings.HasSuffix(path, ".volumes") || strings.HasSuffix(path, ".volumeMounts") ||
+		strings.HasSuffix(path, ".ports") || strings.HasSuffix(path, ".env") && !strings.Contains(compact(b), "$(")
+	if !orderless && !slices.Equal(common, commonB) {
 		out = append(out, fmt.Sprintf("%s: order %v -> %v", path, common, commonB))
 	}
 	return out
