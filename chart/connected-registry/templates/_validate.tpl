@@ -2,13 +2,7 @@
 cr.validate fails the render on contradictory or missing values. Each message names the keys involved and the
 fix. Argument: the context (dict "v" $v "root" $) of cr.values.
 
-Where a rule lives:
-- values.schema.json (from the @schema comments of values.yaml): the shape of each value: types, enums,
-  patterns and formats. Helm checks it before any template runs, so a rule it holds is not repeated here.
-- here: rules across values, required values, and what a render can tell about a value that the schema cannot
-  say with a message naming the fix (typographic quotes, base64 applied twice, the connection string's fields).
-- the preflight hook (Go): what needs the cluster or cryptography: the certificates themselves, the Secret, the
-  service CIDR, storage classes, nodes.
+Detailed checks of the material itself (certificates, the Secret, the service CIDR) run in the preflight hook.
 */}}
 {{- define "cr.validate" -}}
 {{- $v := .v }}
@@ -17,15 +11,16 @@ Where a rule lives:
 {{- $cm := index $v "cert-manager" | default dict }}
 {{- $td := $v.trustDistribution | default dict }}
 
-{{- /* Typographic quotes copied from a document: checked first, since they break every other check. Keys whose
-schema pattern or format admits no quote (service.clusterIP, pvc.storageRequest) never get here with one. */}}
+{{- /* Typographic quotes copied from a document: checked first, since they break every other check. */}}
 {{- $quoted := dict
   "connectionString" $v.connectionString
+  "service.clusterIP" $v.service.clusterIP
   "tls.secret" $tls.secret
   "tls.crt" $tls.crt
   "tls.key" $tls.key
   "tls.cacrt" $tls.cacrt
   "pvc.storageClassName" $v.pvc.storageClassName
+  "pvc.storageRequest" $v.pvc.storageRequest
   "registry.parent.url" $v.registry.parent.url
   "registry.parent.credentialsSecret" $v.registry.parent.credentialsSecret
   "registry.clientAuthSecret" $v.registry.clientAuthSecret }}
@@ -34,9 +29,6 @@ schema pattern or format admits no quote (service.clusterIP, pvc.storageRequest)
 {{- if regexMatch "[“”‘’„‟«»]" $val }}
 {{- if eq $key "connectionString" }}
 {{- fail (printf "connectionString contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the connection string with plain ASCII quotes or none") }}
-{{- else if eq $key "tls.key" }}
-{{- /* A private key: the message never shows it. */}}
-{{- fail "tls.key contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the output of `base64 -w0 <key file>` without them" }}
 {{- else }}
 {{- fail (printf "%s contains typographic quotes (%s), probably copied from a document: write it as %s=%s" $key $val $key (regexReplaceAll "[“”‘’„‟«»]" $val "")) }}
 {{- end }}

@@ -5,7 +5,7 @@ cert-manager's own startupapicheck (weight 1), which waits for the webhook. With
 resources of the release. Argument: the context of cr.values.
 */}}
 {{- define "cr.certManagerHook" -}}
-{{- if (index .v "cert-manager").install }}
+{{- if (index .v "cert-manager").install -}}
 helm.sh/hook: post-install,post-upgrade
 helm.sh/hook-weight: "10"
 helm.sh/hook-delete-policy: before-hook-creation
@@ -13,7 +13,7 @@ helm.sh/hook-delete-policy: before-hook-creation
 {{- end }}
 
 {{- define "cr.certManagerPrivateKey" -}}
-{{- $tls := .v.tls }}
+{{- $tls := .v.tls -}}
 algorithm: {{ $tls.keyAlgorithm }}
 size: {{ $tls.keySize }}
 rotationPolicy: Always

@@ -6,7 +6,7 @@ Argument: (list $ctx "<ServiceAccount>"), $ctx the context of cr.values.
 {{- $sa := index . 1 }}
 {{- $ctx := index . 0 }}
 {{- $v := $ctx.v }}
-{{- with $ctx.root }}
+{{- with $ctx.root -}}
 template:
   metadata:
     labels:

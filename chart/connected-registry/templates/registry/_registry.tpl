@@ -102,7 +102,10 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
 */}}
 {{- define "cr.registry.container" -}}
 {{- $r := .v.registry -}}
-- name: {{ ternary "registry-http" "registry" .http }}
+{{- if .http -}}
+# Plain HTTP on the Service's port 80 (httpEnabled): the same registry configuration and cache, without TLS.
+{{ end -}}
+- name: {{ ternary "registry-http" "registry" (.http | default false) }}
   image: {{ printf "%s:%s" $r.image.repository $r.image.tag }}
   args: ["serve", "/etc/distribution/config.yml"]
   imagePullPolicy: {{ $r.image.pullPolicy }}
@@ -250,16 +253,13 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       mountPath: /tmp
 {{- end }}
 
-{{- /*
-cr.registry.tlsReloader: a native sidecar; the registry starts once it wrote the certificate (its startup probe).
-It publishes the CA to the trust bundle, and restarts the registry on a renewed certificate. The acr engine
-mounts the Secret and reloads on its own terms: there it only publishes the CA bundle.
-*/}}
+{{- /* cr.registry.tlsReloader publishes the CA to the trust bundle and feeds the registry its certificate. */}}
 {{- define "cr.registry.tlsReloader" -}}
 {{- $fullname := include "cr.fullname" .root -}}
 - name: tls-reloader
   image: {{ include "cr.image" . }}
   imagePullPolicy: {{ .v.hooks.image.pullPolicy }}
+  # A native sidecar: it starts before the registry, and the registry starts once it wrote the certificate.
   restartPolicy: Always
   args:
     - tls-reloader
@@ -270,6 +270,7 @@ mounts the Secret and reloads on its own terms: there it only publishes the CA b
     - --daemonset={{ $fullname }}-trust-agent
     {{- end }}
     {{- if not .acr }}
+    {{- /* The acr engine mounts the Secret and reloads on its own terms: only the CA bundle is published. */}}
     - --tls-dir=/etc/connected-registry/tls
     - --addr=127.0.0.1:5443
     - --process=registry
@@ -295,11 +296,10 @@ mounts the Secret and reloads on its own terms: there it only publishes the CA b
     {{- include "cr.apiTokenMount" . | nindent 4 }}
 {{- end }}
 
-{{- /*
-cr.registry.credentialHelper delivers our static credential helper into the registry container, so
-Distribution's proxy.exec finds it in any registry image (the official Alpine one and a shell-less one alike).
-*/}}
+{{- /* cr.registry.credentialHelper: the init container that installs the parent's credential helper. */}}
 {{- define "cr.registry.credentialHelper" -}}
+# Delivers our static credential helper into the registry container, so Distribution's proxy.exec finds
+# it in any registry image (the official Alpine one and a shell-less one alike).
 - name: credential-helper
   image: {{ include "cr.image" . }}
   imagePullPolicy: {{ .v.hooks.image.pullPolicy }}
@@ -315,16 +315,15 @@ Distribution's proxy.exec finds it in any registry image (the official Alpine on
       mountPath: /helpers
 {{- end }}
 
-{{- /*
-cr.registry.parentGate: the parent gate, a native sidecar (it starts before the registry and stops after it):
-the registry reaches its parent through it, and it cuts connections the parent leaves unanswered for
-registry.parent.responseTimeout, so pulls of cached content do not wait for a silent parent. With
-registry.parent.shareFetches it is the registry's remoteurl as well, and concurrent requests for a blob the cache
-lacks share one fetch from the parent. It is the one that uses the outbound proxy.
-*/}}
+{{- /* cr.registry.parentGate: the sidecar the registry reaches its parent through (see cr.parentGate). */}}
 {{- define "cr.registry.parentGate" -}}
 {{- $parent := .v.registry.parent }}
 {{- $forward := eq .gateMode "forward" -}}
+# The parent gate, a native sidecar (it starts before the registry and stops after it): the registry
+# reaches its parent through it, and it cuts connections the parent leaves unanswered for
+# registry.parent.responseTimeout, so pulls of cached content do not wait for a silent parent. With
+# registry.parent.shareFetches it is the registry's remoteurl as well, and concurrent requests for a blob
+# the cache lacks share one fetch from the parent.
 - name: parent-gate
   image: {{ include "cr.image" . }}
   imagePullPolicy: {{ .v.hooks.image.pullPolicy }}
@@ -374,7 +373,7 @@ lacks share one fetch from the parent. It is the one that uses the outbound prox
 {{- define "cr.registry.volumes" -}}
 {{- $r := .v.registry }}
 {{- $fullname := include "cr.fullname" .root }}
-{{- if .acr }}
+{{- if .acr -}}
 - name: tls
   secret:
     secretName: {{ include "cr.tlsSecretName" . }}
@@ -383,7 +382,7 @@ lacks share one fetch from the parent. It is the one that uses the outbound prox
         path: tls.crt
       - key: tls.key
         path: tls.key
-{{- else }}
+{{- else -}}
 - name: config
   configMap:
     name: {{ $fullname }}-config
@@ -422,8 +421,8 @@ lacks share one fetch from the parent. It is the one that uses the outbound prox
   emptyDir:
     sizeLimit: 256Mi
 {{- if eq .gateMode "forward" }}
-# Blobs the parent gate fetches for concurrent requests, while they stream: unlinked files, gone when the last
-# request has its copy.
+# Blobs the parent gate fetches for concurrent requests, while they stream: unlinked files, gone when the
+# last request has its copy.
 - name: gate-spool
   emptyDir: {}
 {{- end }}
