@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,8 @@ func TestRenderErrors(t *testing.T) {
 		vals map[string]any
 		apis []string
 		want string
+		// hide is a value the error must not show, besides the sync token password.
+		hide string
 	}{
 		{
 			name: "tls.crt together with the default cert-manager.enabled=true should fail naming both keys",
@@ -133,6 +136,23 @@ func TestRenderErrors(t *testing.T) {
 			want: "tls.secret contains typographic quotes (“k8secret”), probably copied from a document: write it as tls.secret=k8secret",
 		},
 		{
+			name: "a private key in typographic quotes should fail without echoing it",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.crt": b64Crt, "tls.key": "“" + b64Crt + "”"}),
+			want: "tls.key contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the output of `base64 -w0 <key file>` without them",
+			hide: b64Crt,
+		},
+		{
+			name: "a service.clusterIP in typographic quotes should fail the schema, which checks its format first",
+			vals: with(map[string]any{"service": map[string]any{"clusterIP": "“10.96.0.50”"}}),
+			want: "clusterIP",
+		},
+		{
+			name: "httpEnabled with the acr engine should fail naming both keys",
+			vals: with(map[string]any{"httpEnabled": true, "registry": map[string]any{"engine": "acr", "mode": "ReadWrite"}, "cert-manager": map[string]any{"install": false}}),
+			apis: []string{chartrender.CertManagerAPIVersion},
+			want: "httpEnabled=true with registry.engine=acr is not supported by this chart: the acr engine serves one port; use registry.engine=distribution",
+		},
+		{
 			name: "a connection string in typographic quotes should fail without echoing it",
 			vals: with(map[string]any{"connectionString": "“" + testConnectionString + "”"}),
 			want: "connectionString contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the connection string with plain ASCII quotes or none",
@@ -165,6 +185,9 @@ func TestRenderErrors(t *testing.T) {
 			require.Error(t, err)
 			require.ErrorContains(t, err, tc.want)
 			require.NotContains(t, err.Error(), "s3cret-password", "an error must never echo the sync token password")
+			if tc.hide != "" {
+				require.NotContains(t, err.Error(), tc.hide, "an error must never echo a secret value")
+			}
 		})
 	}
 }
@@ -254,25 +277,22 @@ func TestConnectionStringOnlyInASecret(t *testing.T) {
 	}
 }
 
+// TestParentFromConnectionString maps every endpoint of internal/connstring's table, which its ParentURL is
+// tested against too, so that the chart and the binaries name the same parent.
 func TestParentFromConnectionString(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name, endpoint, protocol, want string
-	}{
-		{"an ACR data endpoint should map to its login server", "contoso.westus2.data.azurecr.io", "https", "https://contoso.azurecr.io"},
-		{"an ACR data endpoint in capitals should map to its login server", "Contoso.WestUS2.Data.AzureCR.io", "https", "https://contoso.azurecr.io"},
-		{"a connected registry parent should be used as it is", "parent-edge.example.internal", "https", "https://parent-edge.example.internal"},
-		{"a host and port over http should be kept", "10.1.2.3:5000", "http", "http://10.1.2.3:5000"},
-		{"an ACR data endpoint of another cloud with a port should map and keep the port", "contoso.chinaeast2.data.azurecr.cn:443", "https", "https://contoso.azurecr.cn:443"},
-		{"a parent named in capitals that is not ACR should keep its case", "Parent.Example.Internal", "https", "https://Parent.Example.Internal"},
-	}
+	data, err := os.ReadFile(filepath.Join("..", "..", "internal", "connstring", "testdata", "parent-endpoints.json"))
+	require.NoError(t, err)
+	var tests []struct{ Name, Endpoint, Protocol, Parent string }
+	require.NoError(t, json.Unmarshal(data, &tests))
+	require.NotEmpty(t, tests)
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
-			cs := "ConnectedRegistryName=edge1;SyncTokenName=tok;SyncTokenPassword=pw;ParentGatewayEndpoint=" + tc.endpoint + ";ParentEndpointProtocol=" + tc.protocol
+			cs := "ConnectedRegistryName=edge1;SyncTokenName=tok;SyncTokenPassword=pw;ParentGatewayEndpoint=" + tc.Endpoint + ";ParentEndpointProtocol=" + tc.Protocol
 			res, err := render(t, with(map[string]any{"connectionString": cs}))
 			require.NoError(t, err)
-			require.Equal(t, tc.want, parentURL(t, res))
+			require.Equal(t, tc.Parent, parentURL(t, res))
 		})
 	}
 }

@@ -2,7 +2,13 @@
 cr.validate fails the render on contradictory or missing values. Each message names the keys involved and the
 fix. Argument: the context (dict "v" $v "root" $) of cr.values.
 
-Detailed checks of the material itself (certificates, the Secret, the service CIDR) run in the preflight hook.
+Where a rule lives:
+- values.schema.json (from the @schema comments of values.yaml): the shape of each value: types, enums,
+  patterns and formats. Helm checks it before any template runs, so a rule it holds is not repeated here.
+- here: rules across values, required values, and what a render can tell about a value that the schema cannot
+  say with a message naming the fix (typographic quotes, base64 applied twice, the connection string's fields).
+- the preflight hook (Go): what needs the cluster or cryptography: the certificates themselves, the Secret, the
+  service CIDR, storage classes, nodes.
 */}}
 {{- define "cr.validate" -}}
 {{- $v := .v }}
@@ -11,16 +17,15 @@ Detailed checks of the material itself (certificates, the Secret, the service CI
 {{- $cm := index $v "cert-manager" | default dict }}
 {{- $td := $v.trustDistribution | default dict }}
 
-{{- /* Typographic quotes copied from a document: checked first, since they break every other check. */}}
+{{- /* Typographic quotes copied from a document: checked first, since they break every other check. Keys whose
+schema pattern or format admits no quote (service.clusterIP, pvc.storageRequest) never get here with one. */}}
 {{- $quoted := dict
   "connectionString" $v.connectionString
-  "service.clusterIP" $v.service.clusterIP
   "tls.secret" $tls.secret
   "tls.crt" $tls.crt
   "tls.key" $tls.key
   "tls.cacrt" $tls.cacrt
   "pvc.storageClassName" $v.pvc.storageClassName
-  "pvc.storageRequest" $v.pvc.storageRequest
   "registry.parent.url" $v.registry.parent.url
   "registry.parent.credentialsSecret" $v.registry.parent.credentialsSecret
   "registry.clientAuthSecret" $v.registry.clientAuthSecret }}
@@ -29,6 +34,9 @@ Detailed checks of the material itself (certificates, the Secret, the service CI
 {{- if regexMatch "[“”‘’„‟«»]" $val }}
 {{- if eq $key "connectionString" }}
 {{- fail (printf "connectionString contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the connection string with plain ASCII quotes or none") }}
+{{- else if eq $key "tls.key" }}
+{{- /* A private key: the message never shows it. */}}
+{{- fail "tls.key contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the output of `base64 -w0 <key file>` without them" }}
 {{- else }}
 {{- fail (printf "%s contains typographic quotes (%s), probably copied from a document: write it as %s=%s" $key $val $key (regexReplaceAll "[“”‘’„‟«»]" $val "")) }}
 {{- end }}
