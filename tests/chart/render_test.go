@@ -433,3 +433,48 @@ func TestSelectorLabelsHoldNoVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryHTTPIsTheRegistryOnPort80 renders registry-http beside registry with every switch of their shared
+// template on: they must differ only in what plain HTTP needs.
+func TestRegistryHTTPIsTheRegistryOnPort80(t *testing.T) {
+	t.Parallel()
+	for _, gate := range []string{"1500ms", "0s"} {
+		t.Run("with registry.parent.responseTimeout="+gate, func(t *testing.T) {
+			t.Parallel()
+			res, err := render(t, with(map[string]any{
+				"httpEnabled":  true,
+				"cert-manager": map[string]any{"enabled": false, "install": false},
+				"registry": map[string]any{"clientAuthSecret": "htpasswd", "parent": map[string]any{
+					"responseTimeout": gate, "caBundle": "-----BEGIN CERTIFICATE-----\nPARENT\n-----END CERTIFICATE-----"}},
+				"Azure": map[string]any{"proxySettings": map[string]any{"isProxyEnabled": true,
+					"httpProxy": "http://proxy.example.internal:3128", "httpsProxy": "http://proxy.example.internal:3129"}},
+			}))
+			require.NoError(t, err)
+			d, ok := res.Find("Deployment", "cr-connected-registry")
+			require.True(t, ok)
+			containers := map[string]map[string]any{}
+			for _, c := range d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any) {
+				containers[c.(map[string]any)["name"].(string)] = c.(map[string]any)
+			}
+			https, http := containers["registry"], containers["registry-http"]
+			require.NotNil(t, http)
+			var httpEnv []any
+			for _, e := range http["env"].([]any) {
+				if !strings.HasPrefix(e.(map[string]any)["name"].(string), "REGISTRY_HTTP_") {
+					httpEnv = append(httpEnv, e)
+				}
+			}
+			require.Equal(t, https["env"], httpEnv, "registry-http reaches the parent as registry does")
+			var httpsMounts []any
+			for _, m := range https["volumeMounts"].([]any) {
+				if m.(map[string]any)["name"] != "tls" {
+					httpsMounts = append(httpsMounts, m)
+				}
+			}
+			require.Equal(t, httpsMounts, http["volumeMounts"], "registry-http mounts what registry does, but the certificate")
+			for _, k := range []string{"image", "args", "imagePullPolicy", "securityContext", "resources"} {
+				require.Equal(t, https[k], http[k], k)
+			}
+		})
+	}
+}

@@ -120,9 +120,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     - name: GODEBUG
       value: http2client=0
     {{- end }}
-    {{- $parentCtx := . }}
-    {{- if .http }}{{ $parentCtx = dict "v" .v "root" .root "caBundle" .caBundle "gateMode" .gateMode "proxy" false }}{{ end }}
-    {{- with include "cr.registry.parentEnv" $parentCtx | trim }}
+    {{- with include "cr.registry.parentEnv" . | trim }}
     {{- . | nindent 4 }}
     {{- end }}
     {{- if .http }}
