@@ -173,6 +173,11 @@ func TestRenderErrors(t *testing.T) {
 			want: "registry.mode=ReadWrite needs registry.engine=acr: Distribution's pull-through cache (registry.engine=distribution) cannot accept pushes; use registry.mode=ReadOnly",
 		},
 		{
+			name: "a key under registry.parent.gate that does not exist should fail the strict schema",
+			vals: with(map[string]any{"registry": map[string]any{"parent": map[string]any{"gate": map[string]any{"resource": map[string]any{}}}}}),
+			want: "resource",
+		},
+		{
 			name: "a misspelled key should fail the strict schema",
 			vals: with(map[string]any{"tls.crtt": "x"}),
 			want: "tls.crtt",
@@ -383,6 +388,27 @@ func TestParentGateModes(t *testing.T) {
 			"--dial-timeout": "1500ms", "--parent": parent, "--spool-dir": "/var/spool/parent-gate"}, gate)
 		d, _ := res.Find("Deployment", "cr-connected-registry")
 		require.Contains(t, d.YAML, "- name: gate-spool\n              mountPath: /var/spool/parent-gate")
+	})
+	t.Run("the gate should have its own resources, nested or flat", func(t *testing.T) {
+		t.Parallel()
+		gate := func(res *chartrender.Result) map[string]any {
+			d, ok := res.Find("Deployment", "cr-connected-registry")
+			require.True(t, ok)
+			for _, c := range d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["initContainers"].([]any) {
+				if c.(map[string]any)["name"] == "parent-gate" {
+					return c.(map[string]any)["resources"].(map[string]any)
+				}
+			}
+			t.Fatal("no parent-gate container")
+			return nil
+		}
+		res, err := render(t, base(), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		require.Equal(t, map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "64Mi"}, "limits": map[string]any{"memory": "256Mi"}}, gate(res))
+		want := map[string]any{"limits": map[string]any{"memory": "1Gi"}}
+		res, err = render(t, with(map[string]any{"registry.parent.gate.resources": want}), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		require.Equal(t, want, gate(res))
 	})
 	t.Run("with shareFetches=false the gate should only tunnel the registry's TLS", func(t *testing.T) {
 		t.Parallel()

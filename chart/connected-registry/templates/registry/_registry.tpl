@@ -354,7 +354,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
   securityContext:
     {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
   resources:
-    {{- toYaml .v.hooks.resources | nindent 4 }}
+    {{- toYaml $parent.gate.resources | nindent 4 }}
   {{- if or .caBundle $forward }}
   volumeMounts:
     {{- with include "cr.registry.parentCAMount" . | trim }}
