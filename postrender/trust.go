@@ -12,17 +12,17 @@ import (
 // Placeholders of the generated trust-distribution component (kustomize/components/trust-distribution/on),
 // replaced from the chart's output when --trust-distribution=on adds the node agent.
 const (
-	PlaceholderNamespace  = "__CR_NAMESPACE__"
-	PlaceholderFullname   = "__CR_FULLNAME__"
-	PlaceholderRelease    = "__CR_RELEASE__"
-	PlaceholderClusterIP  = "__CR_CLUSTER_IP__"
-	PlaceholderTLSSecret  = "__CR_TLS_SECRET__"
-	PlaceholderHooksImage = "__CR_HOOKS_IMAGE__"
+	PlaceholderNamespace = "__CR_NAMESPACE__"
+	PlaceholderFullname  = "__CR_FULLNAME__"
+	PlaceholderRelease   = "__CR_RELEASE__"
+	PlaceholderClusterIP = "__CR_CLUSTER_IP__"
+	PlaceholderTLSSecret = "__CR_TLS_SECRET__"
+	PlaceholderImage     = "__CR_IMAGE__"
 )
 
-// DefaultHooksImageKey is the line of the generated component that records the chart's default hooks image,
-// used when the chart's output shows no other.
-const DefaultHooksImageKey = "# default-hooks-image: "
+// DefaultImageKey is the line of the generated component that records the chart's default image (values
+// image.repository and image.tag), used when the chart's output shows no other.
+const DefaultImageKey = "# default-image: "
 
 // applyTrust applies the trust-distribution switch to the chart's output.
 func (r *Renderer) applyTrust(docs []*document) ([]*document, error) {
@@ -224,7 +224,7 @@ func helm4Stream(docs []*document) bool {
 
 // TrustParams are the values the trust agent takes from the chart's output.
 type TrustParams struct {
-	Namespace, Fullname, Release, ClusterIP, TLSSecret, HooksImage string
+	Namespace, Fullname, Release, ClusterIP, TLSSecret, Image string
 }
 
 // trustAgentFromStream is trustAgent for a stream (tests and the generator use it).
@@ -237,22 +237,22 @@ func trustAgentFromStream(stream, tmpl []byte) ([]byte, error) {
 }
 
 // trustAgent fills the component's placeholders from the rendered registry Service (clusterIP, namespace,
-// name, release) and Deployment (TLS Secret, hooks image).
+// name, release) and Deployment (TLS Secret, and the project's image from its tls-reloader).
 func trustAgent(docs []*document, tmpl []byte) ([]byte, error) {
 	p, err := findTrustParams(docs)
 	if err != nil {
 		return nil, err
 	}
-	if p.HooksImage == "" {
+	if p.Image == "" {
 		for _, line := range strings.Split(string(tmpl), "\n") {
-			if strings.HasPrefix(line, DefaultHooksImageKey) {
-				p.HooksImage = strings.TrimSpace(strings.TrimPrefix(line, DefaultHooksImageKey))
+			if strings.HasPrefix(line, DefaultImageKey) {
+				p.Image = strings.TrimSpace(strings.TrimPrefix(line, DefaultImageKey))
 			}
 		}
 	}
 	rep := strings.NewReplacer(
 		PlaceholderNamespace, p.Namespace, PlaceholderFullname, p.Fullname, PlaceholderRelease, p.Release,
-		PlaceholderClusterIP, p.ClusterIP, PlaceholderTLSSecret, p.TLSSecret, PlaceholderHooksImage, p.HooksImage)
+		PlaceholderClusterIP, p.ClusterIP, PlaceholderTLSSecret, p.TLSSecret, PlaceholderImage, p.Image)
 	return []byte(rep.Replace(string(tmpl))), nil
 }
 
@@ -289,8 +289,9 @@ func findTrustParams(docs []*document) (TrustParams, error) {
 		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "volumes", "[name=tls]", "secret", "secretName")); v != nil {
 			p.TLSSecret = yaml.GetValue(v)
 		}
-		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "initContainers", "[name=credential-helper]", "image")); v != nil {
-			p.HooksImage = yaml.GetValue(v)
+		// The tls-reloader runs the project's image in every registry pod.
+		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "initContainers", "[name=tls-reloader]", "image")); v != nil {
+			p.Image = yaml.GetValue(v)
 		}
 	}
 	return p, nil

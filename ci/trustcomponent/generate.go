@@ -26,8 +26,8 @@ const (
 	sentinelNamespace = "zznamespace"
 	sentinelClusterIP = "10.254.253.252"
 	sentinelTLSSecret = "zztlssecret"
-	sentinelHooksRepo = "zzhooks.invalid/hooks"
-	sentinelHooksTag  = "zztag"
+	sentinelImageRepo = "zzimage.invalid/image"
+	sentinelImageTag  = "zztag"
 )
 
 // Options of the generator.
@@ -90,14 +90,14 @@ func Generate(chartDir string) ([]byte, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("the chart renders no object labelled %s=%s", postrender.ComponentLabel, postrender.TrustAgentComponent)
 	}
-	repo, _ := lookup(c.Values, "hooks", "image", "repository").(string)
-	tag, _ := lookup(c.Values, "hooks", "image", "tag").(string)
+	repo, _ := lookup(c.Values, "image", "repository").(string)
+	tag, _ := lookup(c.Values, "image", "tag").(string)
 	if tag == "" {
 		tag = c.Metadata.AppVersion
 	}
 	fullname := sentinelRelease + "-" + c.Name()
 	rep := strings.NewReplacer(
-		sentinelHooksRepo+":"+sentinelHooksTag, postrender.PlaceholderHooksImage,
+		sentinelImageRepo+":"+sentinelImageTag, postrender.PlaceholderImage,
 		fullname, postrender.PlaceholderFullname,
 		sentinelRelease, postrender.PlaceholderRelease,
 		sentinelNamespace, postrender.PlaceholderNamespace,
@@ -111,12 +111,12 @@ func Generate(chartDir string) ([]byte, error) {
 	if fixture {
 		b.WriteString("# FIXTURE: the chart renders no trust agent yet; generated from ci/trustcomponent/testdata/trust-fixture.yaml.\n")
 	}
-	fmt.Fprintf(&b, "%s%s:%s\n", postrender.DefaultHooksImageKey, repo, tag)
+	fmt.Fprintf(&b, "%s%s:%s\n", postrender.DefaultImageKey, repo, tag)
 	for _, d := range docs {
 		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", d.Template, strings.TrimSpace(d.YAML))
 	}
 	out := rep.Replace(b.String())
-	for _, s := range []string{sentinelRelease, sentinelNamespace, sentinelClusterIP, sentinelTLSSecret, sentinelHooksRepo, sentinelHooksTag} {
+	for _, s := range []string{sentinelRelease, sentinelNamespace, sentinelClusterIP, sentinelTLSSecret, sentinelImageRepo, sentinelImageTag} {
 		if strings.Contains(out, s) {
 			return nil, fmt.Errorf("sentinel %q survived in the component: a template derives it in a way the generator does not know", s)
 		}
@@ -135,7 +135,7 @@ func trustDocs(c *chart.Chart) ([]chartrender.Document, error) {
 			"cert-manager":      map[string]any{"enabled": false, "install": false},
 			"tls":               map[string]any{"secret": sentinelTLSSecret},
 			"trustDistribution": map[string]any{"enabled": true},
-			"hooks":             map[string]any{"image": map[string]any{"repository": sentinelHooksRepo, "tag": sentinelHooksTag}},
+			"image":             map[string]any{"repository": sentinelImageRepo, "tag": sentinelImageTag},
 		},
 	})
 	if err != nil {

@@ -20,8 +20,9 @@ const (
 	// ChartPath is the chart's Chart.yaml, relative to the repository root; its appVersion tags the hooks image.
 	ChartPath = "chart/connected-registry/Chart.yaml"
 
-	// HooksRepository is the chart's hooks.image.repository default.
-	HooksRepository = "ghcr.io/connected-registry/hooks"
+	// HooksRepository is the chart's image.repository default (formerly hooks.image.repository): the image of
+	// the project's own binary.
+	HooksRepository = "ghcr.io/connected-registry/connected-registry"
 
 	// DistributionModule is the module version the registry image is built from.
 	DistributionModule  = "github.com/distribution/distribution/v3@" + DistributionVersion

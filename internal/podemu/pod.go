@@ -153,8 +153,8 @@ func (p *Pod) runInitContainer(c map[string]any, startSidecar func(Command) erro
 // hooks image with its entrypoint.
 func (p *Pod) hooksCommand(c map[string]any) (Command, error) {
 	name, _ := c["name"].(string)
-	if image, _ := c["image"].(string); !strings.Contains(image, "/hooks:") {
-		return Command{}, fmt.Errorf("init container %s runs image %q, not the hooks image podemu can emulate", name, image)
+	if image, _ := c["image"].(string); !strings.Contains(image, "/connected-registry:") {
+		return Command{}, fmt.Errorf("init container %s runs image %q, not the project's image podemu can emulate", name, image)
 	}
 	if len(sliceOf(c["command"])) > 0 {
 		return Command{}, fmt.Errorf("init container %s overrides the hooks image's entrypoint: %v", name, c["command"])

@@ -30,16 +30,16 @@ spec:
           projected: {sources: [{serviceAccountToken: {path: token}}]}
       initContainers:
         - name: tls-reloader
-          image: example.com/hooks:1
+          image: example.com/connected-registry:1
           restartPolicy: Always
           args: [tls-reloader, --secret=cr-tls, --tls-dir=/etc/tls]
           volumeMounts: [{name: tls, mountPath: /etc/tls}, {name: token, mountPath: /var/run/token}]
         - name: helper
-          image: example.com/hooks:1
+          image: example.com/connected-registry:1
           args: [install, --dest=/helpers/helper]
           volumeMounts: [{name: helpers, mountPath: /helpers}]
         - name: gate
-          image: example.com/hooks:1
+          image: example.com/connected-registry:1
           restartPolicy: Always
           args: [parent-gate, --listen=127.0.0.1:8443]
       containers:
@@ -154,8 +154,8 @@ func TestStartRefusesWhatItCannotEmulate(t *testing.T) {
 		{"image: registry:3", "image: registry:3\n          command: [/bin/registry]", "overrides the image's entrypoint"},
 		{"args: [serve, /etc/distribution/config.yml]", "args: [serve, /elsewhere/config.yml]", "/elsewhere/config.yml, which is on no volume"},
 		{"args: [serve, /etc/distribution/config.yml]", "args: [/etc/distribution/config.yml]", "want [serve <config>]"},
-		{"name: helper\n          image: example.com/hooks:1", "name: helper\n          image: busybox:1", `runs image "busybox:1", not the hooks image`},
-		{"name: helper\n          image: example.com/hooks:1", "name: helper\n          image: example.com/hooks:1\n          command: [sh]", "helper overrides the hooks image's entrypoint"},
+		{"name: helper\n          image: example.com/connected-registry:1", "name: helper\n          image: busybox:1", `runs image "busybox:1", not the project's image`},
+		{"name: helper\n          image: example.com/connected-registry:1", "name: helper\n          image: example.com/connected-registry:1\n          command: [sh]", "helper overrides the hooks image's entrypoint"},
 		{"rootdirectory: /var/lib/registry", "rootdirectory: /var/cache", "storage.filesystem.rootdirectory = /var/cache is on no volume"},
 		{"claimName: cr-data", "claimName: other", `PersistentVolumeClaim "other", which the chart does not render`},
 		{"secretName: user-parent", "secretName: missing", `the Secret "missing" is neither rendered`},

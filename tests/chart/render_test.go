@@ -504,3 +504,53 @@ func TestRegistryHTTPIsTheRegistryOnPort80(t *testing.T) {
 		})
 	}
 }
+
+// TestDeprecatedHooksImage: the older hooks.image.* keys render exactly what image.* renders, nested or flat,
+// and the NOTES name the new key.
+func TestDeprecatedHooksImage(t *testing.T) {
+	t.Parallel()
+	image := map[string]any{"repository": "mirror.example.com/cr", "tag": "9.9.9", "pullPolicy": "Always"}
+	cases := map[string]map[string]any{
+		"image":       {"image": image},
+		"hooks.image": {"hooks": map[string]any{"image": image}},
+		"flat image":  {"image.repository": image["repository"], "image.tag": image["tag"], "image.pullPolicy": image["pullPolicy"]},
+		"flat hooks.image": {"hooks.image.repository": image["repository"], "hooks.image.tag": image["tag"],
+			"hooks.image.pullPolicy": image["pullPolicy"]},
+	}
+	renders := map[string]*chartrender.Result{}
+	for name, vals := range cases {
+		// Generated certificates and trust distribution render every container of the project's image.
+		res, err := render(t, with(mergeValues(vals, map[string]any{"cert-manager": map[string]any{"enabled": false, "install": false}})))
+		require.NoError(t, err, name)
+		renders[name] = res
+	}
+	want := renders["image"]
+	require.Contains(t, want.YAML(), "image: mirror.example.com/cr:9.9.9")
+	require.NotContains(t, want.YAML(), "ghcr.io/connected-registry/connected-registry")
+	require.NotContains(t, want.Notes, "deprecated")
+	for _, name := range []string{"hooks.image", "flat image", "flat hooks.image"} {
+		require.Equal(t, want.YAML(), renders[name].YAML(), "%s renders other objects than image", name)
+	}
+	for _, name := range []string{"hooks.image", "flat hooks.image"} {
+		require.Contains(t, renders[name].Notes, "WARNING: hooks.image is deprecated: set image.pullPolicy, image.repository, image.tag instead of hooks.image.pullPolicy, hooks.image.repository, hooks.image.tag", name)
+	}
+
+	t.Run("a hooks.image field that is given should win over image, and the others keep their defaults", func(t *testing.T) {
+		t.Parallel()
+		res, err := render(t, with(map[string]any{"hooks.image.tag": "1.2.3"}), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		require.Contains(t, res.YAML(), "image: ghcr.io/connected-registry/connected-registry:1.2.3")
+		require.Contains(t, res.Notes, "WARNING: hooks.image is deprecated: set image.tag instead of hooks.image.tag")
+	})
+}
+
+func mergeValues(a, b map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}

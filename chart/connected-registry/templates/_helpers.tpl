@@ -1,7 +1,7 @@
 {{/*
 cr.values returns the chart's values as JSON with every flat dotted key folded into its nested twin, so the
 Azure extension's protected settings ({"tls.crt": "..."}) and nested values (tls: {crt: ...}) mean the same.
-A flat key wins over the nested default.
+A flat key wins over the nested default. The deprecated hooks.image.* keys, when given, replace image.*.
 
 Every top-level template folds the values once, at its top, and hands helpers a context:
 
@@ -24,6 +24,10 @@ fold again; helpers that need only the release and the chart (cr.fullname, cr.la
 {{- $_ := set $m (last $parts) $val }}
 {{- $_ := unset $v $key }}
 {{- end }}
+{{- end }}
+{{- /* The deprecated alias of image: a field given there wins, since image.* always holds its default. */}}
+{{- range $field, $val := (($v.hooks | default dict).image | default dict) }}
+{{- if $val }}{{ $_ := set $v.image $field $val }}{{ end }}
 {{- end }}
 {{- toJson $v }}
 {{- end }}
@@ -165,9 +169,9 @@ internal/connstring/testdata/parent-endpoints.json.
 {{- or (eq (toString $p.isProxyEnabled) "true") false }}
 {{- end }}
 
-{{/* cr.image is the hooks image (hooks.image.repository:hooks.image.tag, the chart's appVersion by default). */}}
+{{/* cr.image is the project's image (image.repository:image.tag, the chart's appVersion by default). */}}
 {{- define "cr.image" -}}
-{{- printf "%s:%s" .v.hooks.image.repository (.v.hooks.image.tag | default .root.Chart.AppVersion) }}
+{{- printf "%s:%s" .v.image.repository (.v.image.tag | default .root.Chart.AppVersion) }}
 {{- end }}
 
 {{/* cr.serviceDNSNames lists the names the registry's certificate must hold besides the ClusterIP. */}}

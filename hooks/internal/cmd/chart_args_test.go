@@ -55,7 +55,7 @@ func TestChartJobArgs(t *testing.T) {
 				continue
 			}
 			c := job.Spec.Template.Spec.Containers[0]
-			if !strings.Contains(c.Image, "/hooks:") {
+			if !strings.Contains(c.Image, "/connected-registry:") {
 				continue
 			}
 			name := filepath.Base(golden) + " " + job.Metadata.Name

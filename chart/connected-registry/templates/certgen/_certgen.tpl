@@ -31,7 +31,7 @@ template:
     containers:
       - name: certgen
         image: {{ include "cr.image" $ctx }}
-        imagePullPolicy: {{ $v.hooks.image.pullPolicy }}
+        imagePullPolicy: {{ $v.image.pullPolicy }}
         args:
           - certgen
           - --namespace={{ .Release.Namespace }}

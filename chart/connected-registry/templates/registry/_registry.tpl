@@ -256,7 +256,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
 {{- $fullname := include "cr.fullname" .root -}}
 - name: tls-reloader
   image: {{ include "cr.image" . }}
-  imagePullPolicy: {{ .v.hooks.image.pullPolicy }}
+  imagePullPolicy: {{ .v.image.pullPolicy }}
   # A native sidecar: it starts before the registry, and the registry starts once it wrote the certificate.
   restartPolicy: Always
   args:
@@ -300,7 +300,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
 # it in any registry image (the official Alpine one and a shell-less one alike).
 - name: credential-helper
   image: {{ include "cr.image" . }}
-  imagePullPolicy: {{ .v.hooks.image.pullPolicy }}
+  imagePullPolicy: {{ .v.image.pullPolicy }}
   args:
     - install-credential-helper
     - --dest=/helpers/docker-credential-connected-registry
@@ -324,7 +324,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
 # the cache lacks share one fetch from the parent.
 - name: parent-gate
   image: {{ include "cr.image" . }}
-  imagePullPolicy: {{ .v.hooks.image.pullPolicy }}
+  imagePullPolicy: {{ .v.image.pullPolicy }}
   restartPolicy: Always
   args:
     - parent-gate
