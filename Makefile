@@ -7,11 +7,15 @@ export CGO_ENABLED ?= 0
 
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
+# helm-docs writes the chart's README.md from README.md.gotmpl and the `# --` comments of values.yaml.
+HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
+	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
+
 .PHONY: all tools postrender generate lint test unit e2e verify demo cluster-up cluster-down clean bench-registry bench-postrender
 
 all: verify test
 
-## tools: build the pinned helm v3/v4, kubeconform and Distribution binaries into ./bin
+## tools: build the pinned helm v3/v4, kubeconform, Distribution, kustomize and helm-docs binaries into ./bin
 tools:
 	bash ci/tools.sh
 
@@ -23,20 +27,24 @@ postrender:
 	mkdir -p $(POSTRENDER_PLUGIN_DIR)/bin
 	cp bin/connected-registry-postrender $(POSTRENDER_PLUGIN_DIR)/bin/
 
-## generate: regenerate the chart's values.schema.json and README.md from values.yaml, the trust-distribution
-## kustomize component, and the golden files
+## generate: regenerate the chart's values.schema.json (ci/valuesdoc) and README.md (helm-docs) from values.yaml,
+## the trust-distribution kustomize component, and the golden files
 generate: tools postrender
 	go run ./ci/valuesdoc
+	$(HELM_DOCS)
 	go run ./ci/trustcomponent
 	go test ./tests/chart -run TestScenarioGolden -update >/dev/null
 	go test ./tests/postrender -run TestGolden -update >/dev/null
 
-## lint: gofmt, go vet and the values documentation check
+## lint: gofmt, go vet, and the values schema and chart README checks
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files -o --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	go run ./ci/valuesdoc -check
+	bash ci/tools.sh helm-docs
+	@$(HELM_DOCS) --dry-run | diff -u chart/connected-registry/README.md - || \
+	  { echo "chart/connected-registry/README.md is out of date: run make generate and commit it"; exit 1; }
 
 ## test: every test: unit, chart rendering, helm CLIs, kubeconform, real registries, and end to end on the
 ## embedded cluster (needs root)

@@ -15,6 +15,7 @@ tools=(
   "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0|"
   "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|"
   "kustomize|sigs.k8s.io/kustomize/kustomize/v5@v5.8.2|"
+  "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs@v1.14.2|-X main.version=v1.14.2"
   "oci-conformance|github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111|-X main.Version=v0.0.0-20260831232431-97274622c111"
 )
 

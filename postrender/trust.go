@@ -20,8 +20,8 @@ const (
 	PlaceholderImage     = "__CR_IMAGE__"
 )
 
-// DefaultImageKey is the line of the generated component that records the chart's default image, the in-cluster
-// binary's, used when the chart's output shows no other.
+// DefaultImageKey is the line of the generated component that records the chart's default image (values
+// image.repository and image.tag), used when the chart's output shows no other.
 const DefaultImageKey = "# default-image: "
 
 // applyTrust applies the trust-distribution switch to the chart's output.
@@ -237,7 +237,7 @@ func trustAgentFromStream(stream, tmpl []byte) ([]byte, error) {
 }
 
 // trustAgent fills the component's placeholders from the rendered registry Service (clusterIP, namespace,
-// name, release) and Deployment (TLS Secret, image).
+// name, release) and Deployment (TLS Secret, and the project's image from its tls-reloader).
 func trustAgent(docs []*document, tmpl []byte) ([]byte, error) {
 	p, err := findTrustParams(docs)
 	if err != nil {
@@ -289,7 +289,8 @@ func findTrustParams(docs []*document) (TrustParams, error) {
 		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "volumes", "[name=tls]", "secret", "secretName")); v != nil {
 			p.TLSSecret = yaml.GetValue(v)
 		}
-		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "initContainers", "[name=credential-helper]", "image")); v != nil {
+		// The tls-reloader runs the project's image in every registry pod.
+		if v, _ := deploy.n().Pipe(yaml.Lookup("spec", "template", "spec", "initContainers", "[name=tls-reloader]", "image")); v != nil {
 			p.Image = yaml.GetValue(v)
 		}
 	}

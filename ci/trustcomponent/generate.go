@@ -11,8 +11,8 @@ import (
 
 	"helm.sh/helm/v3/pkg/chart"
 
+	"github.com/connected-registry/connected-registry/internal/chartrender"
 	"github.com/connected-registry/connected-registry/internal/cli"
-	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 	crkustomize "github.com/connected-registry/connected-registry/kustomize"
 	"github.com/connected-registry/connected-registry/postrender"
 )
@@ -26,7 +26,7 @@ const (
 	sentinelNamespace = "zznamespace"
 	sentinelClusterIP = "10.254.253.252"
 	sentinelTLSSecret = "zztlssecret"
-	sentinelImageRepo = "zzimage.invalid/connected-registry"
+	sentinelImageRepo = "zzimage.invalid/image"
 	sentinelImageTag  = "zztag"
 )
 
@@ -90,8 +90,8 @@ func Generate(chartDir string) ([]byte, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("the chart renders no object labelled %s=%s", postrender.ComponentLabel, postrender.TrustAgentComponent)
 	}
-	repo, _ := lookup(c.Values, "hooks", "image", "repository").(string)
-	tag, _ := lookup(c.Values, "hooks", "image", "tag").(string)
+	repo, _ := lookup(c.Values, "image", "repository").(string)
+	tag, _ := lookup(c.Values, "image", "tag").(string)
 	if tag == "" {
 		tag = c.Metadata.AppVersion
 	}
@@ -135,7 +135,7 @@ func trustDocs(c *chart.Chart) ([]chartrender.Document, error) {
 			"cert-manager":      map[string]any{"enabled": false, "install": false},
 			"tls":               map[string]any{"secret": sentinelTLSSecret},
 			"trustDistribution": map[string]any{"enabled": true},
-			"hooks":             map[string]any{"image": map[string]any{"repository": sentinelImageRepo, "tag": sentinelImageTag}},
+			"image":             map[string]any{"repository": sentinelImageRepo, "tag": sentinelImageTag},
 		},
 	})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -212,89 +211,43 @@ func jsonType(v any) (string, bool) {
 // marshalJSON writes v as JSON: indented by indent per level, or compact when indent is empty. HTML characters are
 // not escaped, so descriptions such as `<clusterIP>:443` stay readable.
 func marshalJSON(v any, indent string) ([]byte, error) {
+	var compact bytes.Buffer
+	enc := json.NewEncoder(&compact)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	out := bytes.TrimSuffix(compact.Bytes(), []byte("\n"))
+	if indent == "" {
+		return out, nil
+	}
 	var b bytes.Buffer
-	if err := writeJSON(&b, v, indent, 0); err != nil {
+	if err := json.Indent(&b, out, "", indent); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
 }
 
-func writeJSON(b *bytes.Buffer, v any, indent string, level int) error {
-	newline := func(level int) {
-		if indent == "" {
-			return
+// MarshalJSON writes the object's keys in order.
+func (o *object) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range o.keys {
+		if i > 0 {
+			b.WriteByte(',')
 		}
-		b.WriteByte('\n')
-		b.WriteString(strings.Repeat(indent, level))
+		key, err := marshalJSON(k, "")
+		if err != nil {
+			return nil, err
+		}
+		val, err := marshalJSON(o.vals[k], "")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		b.Write(key)
+		b.WriteByte(':')
+		b.Write(val)
 	}
-	switch v := v.(type) {
-	case nil:
-		b.WriteString("null")
-	case bool:
-		b.WriteString(strconv.FormatBool(v))
-	case string:
-		writeJSONString(b, v)
-	case int:
-		b.WriteString(strconv.Itoa(v))
-	case int64:
-		b.WriteString(strconv.FormatInt(v, 10))
-	case uint64:
-		b.WriteString(strconv.FormatUint(v, 10))
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("%v cannot be written as JSON", v)
-		}
-		b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
-	case json.Number:
-		b.WriteString(v.String())
-	case []any:
-		if len(v) == 0 {
-			b.WriteString("[]")
-			return nil
-		}
-		b.WriteByte('[')
-		for i, item := range v {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			newline(level + 1)
-			if err := writeJSON(b, item, indent, level+1); err != nil {
-				return err
-			}
-		}
-		newline(level)
-		b.WriteByte(']')
-	case *object:
-		if len(v.keys) == 0 {
-			b.WriteString("{}")
-			return nil
-		}
-		b.WriteByte('{')
-		for i, k := range v.keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			newline(level + 1)
-			writeJSONString(b, k)
-			b.WriteByte(':')
-			if indent != "" {
-				b.WriteByte(' ')
-			}
-			if err := writeJSON(b, v.vals[k], indent, level+1); err != nil {
-				return err
-			}
-		}
-		newline(level)
-		b.WriteByte('}')
-	default:
-		return fmt.Errorf("value %v of type %T cannot be written as JSON", v, v)
-	}
-	return nil
-}
-
-func writeJSONString(b *bytes.Buffer, s string) {
-	enc := json.NewEncoder(b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)       // encoding a string cannot fail
-	b.Truncate(b.Len() - 1) // Encode appends a newline
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }

@@ -1,5 +1,6 @@
-// Command valuesdoc generates the chart's values.schema.json and README.md from the comments of values.yaml, or with
-// -check verifies that both are up to date.
+// Command valuesdoc generates the chart's strict values.schema.json from the comments of values.yaml (`# @schema`
+// keywords above each key's helm-docs `# --` description, and a flat twin of every nested leaf), or with -check
+// verifies that it is up to date. helm-docs writes the chart's README from the same comments.
 package main
 
 import (

@@ -14,14 +14,12 @@ import (
 
 // Default paths, relative to the repository root, where `go run ./ci/valuesdoc` runs.
 const (
-	DefaultValues   = "chart/connected-registry/values.yaml"
-	DefaultSchema   = "chart/connected-registry/values.schema.json"
-	DefaultReadme   = "chart/connected-registry/README.md"
-	DefaultTemplate = "chart/connected-registry/README.md.gotmpl"
+	DefaultValues = "chart/connected-registry/values.yaml"
+	DefaultSchema = "chart/connected-registry/values.schema.json"
 )
 
-// ErrOutdated is returned by -check when a generated file differs from what values.yaml gives.
-var ErrOutdated = errors.New("generated files are out of date; run `go run ./ci/valuesdoc` and commit the result")
+// ErrOutdated is returned by -check when the schema differs from what values.yaml gives.
+var ErrOutdated = errors.New("values.schema.json is out of date; run `go run ./ci/valuesdoc` and commit the result")
 
 // Options configure one run of the generator.
 type Options struct {
@@ -29,11 +27,7 @@ type Options struct {
 	ValuesPath string
 	// SchemaPath is the values.schema.json to write or check.
 	SchemaPath string
-	// ReadmePath is the README.md to write or check.
-	ReadmePath string
-	// TemplatePath is the Go text/template of the README; the values table is `{{ .ValuesTable }}`.
-	TemplatePath string
-	// Check compares the generated files with those on disk instead of writing them.
+	// Check compares the generated schema with the one on disk instead of writing it.
 	Check bool
 }
 
@@ -57,18 +51,14 @@ func (o *Options) BindFlags(fs *flag.FlagSet, getenv func(string) string) error 
 		"values.yaml to read (env VALUESDOC_VALUES)")
 	fs.StringVar(&o.SchemaPath, "schema", or("VALUESDOC_SCHEMA", DefaultSchema),
 		"values.schema.json to write (env VALUESDOC_SCHEMA)")
-	fs.StringVar(&o.ReadmePath, "readme", or("VALUESDOC_README", DefaultReadme),
-		"README.md to write (env VALUESDOC_README)")
-	fs.StringVar(&o.TemplatePath, "template", or("VALUESDOC_TEMPLATE", DefaultTemplate),
-		"Go text/template of the README; {{ .ValuesTable }} is the values table (env VALUESDOC_TEMPLATE)")
 	fs.BoolVar(&o.Check, "check", check,
-		"write nothing; exit 1 and show the difference when a generated file is out of date (env VALUESDOC_CHECK)")
+		"write nothing; exit 1 and show the difference when the schema is out of date (env VALUESDOC_CHECK)")
 	return nil
 }
 
 // Complete validates the options.
 func (o *Options) Complete() error {
-	for name, p := range map[string]string{"-values": o.ValuesPath, "-schema": o.SchemaPath, "-readme": o.ReadmePath, "-template": o.TemplatePath} {
+	for name, p := range map[string]string{"-values": o.ValuesPath, "-schema": o.SchemaPath} {
 		if p == "" {
 			return fmt.Errorf("flag %s must not be empty", name)
 		}
@@ -82,7 +72,7 @@ type output struct {
 	data []byte
 }
 
-// Generate builds the schema and the README in memory.
+// Generate builds the schema in memory.
 func (o *Options) Generate() ([]output, error) {
 	data, err := os.ReadFile(o.ValuesPath)
 	if err != nil {
@@ -96,15 +86,7 @@ func (o *Options) Generate() ([]output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.ValuesPath, err)
 	}
-	tmpl, err := os.ReadFile(o.TemplatePath)
-	if err != nil {
-		return nil, fmt.Errorf("read README template: %w", err)
-	}
-	readme, err := values.Readme(string(tmpl))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", o.TemplatePath, err)
-	}
-	return []output{{o.SchemaPath, schema}, {o.ReadmePath, readme}}, nil
+	return []output{{o.SchemaPath, schema}}, nil
 }
 
 // Run generates the files, and writes them, or with Check reports to out how each stale file differs.
@@ -151,7 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: go run ./ci/valuesdoc [-check] [flags]")
-		fmt.Fprintln(stderr, "Generates values.schema.json and README.md from the comments of values.yaml.")
+		fmt.Fprintln(stderr, "Generates the strict values.schema.json from the comments of values.yaml (helm-docs writes README.md).")
 		fs.PrintDefaults()
 	}
 	var o Options

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// chartDir makes a chart directory with a values.yaml and a README template, and returns options pointing at it.
+// chartDir makes a chart directory with a values.yaml, and returns options pointing at it.
 func chartDir(t *testing.T) Options {
 	t.Helper()
 	dir := t.TempDir()
@@ -22,10 +22,8 @@ func chartDir(t *testing.T) Options {
 		return p
 	}
 	return Options{
-		ValuesPath:   write("values.yaml", "tls:\n  # -- Certificate.\n  crt: \"\"\n"),
-		TemplatePath: write("README.md.gotmpl", "# Chart\n\n{{ .ValuesTable }}"),
-		SchemaPath:   filepath.Join(dir, "values.schema.json"),
-		ReadmePath:   filepath.Join(dir, "README.md"),
+		ValuesPath: write("values.yaml", "tls:\n  # -- Certificate.\n  crt: \"\"\n"),
+		SchemaPath: filepath.Join(dir, "values.schema.json"),
 	}
 }
 
@@ -52,17 +50,17 @@ func TestRun(t *testing.T) {
 				require.NoError(t, os.WriteFile(o.ValuesPath, []byte("tls:\n  # -- Certificate.\n  crt: \"\"\n  # -- Key.\n  key: \"\"\n"), 0o644))
 			},
 			check:   true,
-			wantErr: "generated files are out of date; run `go run ./ci/valuesdoc` and commit the result: ",
-			wantOut: []string{"values.schema.json (on disk)", "values.schema.json (generated)", "+        \"key\": {", "README.md (generated)", "+| `tls.key` | string |"},
+			wantErr: "values.schema.json is out of date; run `go run ./ci/valuesdoc` and commit the result: ",
+			wantOut: []string{"values.schema.json (on disk)", "values.schema.json (generated)", "+        \"key\": {"},
 		},
 		{
-			name: "check fails naming a generated file that is missing",
+			name: "check fails naming the schema when it is missing",
 			prepare: func(t *testing.T, o Options) {
-				require.NoError(t, os.Remove(o.ReadmePath))
+				require.NoError(t, os.Remove(o.SchemaPath))
 			},
 			check:   true,
-			wantErr: "README.md",
-			wantOut: []string{"README.md: missing"},
+			wantErr: "values.schema.json",
+			wantOut: []string{"values.schema.json: missing"},
 		},
 		{
 			name: "check leaves a stale file untouched",
@@ -129,7 +127,7 @@ func TestRunFlagsAndEnvironment(t *testing.T) {
 		{
 			name: "flags choose every path and -check reports missing files",
 			args: func(o Options) []string {
-				return []string{"-values", o.ValuesPath, "-template", o.TemplatePath, "-schema", o.SchemaPath, "-readme", o.ReadmePath, "-check"}
+				return []string{"-values", o.ValuesPath, "-schema", o.SchemaPath, "-check"}
 			},
 			wantErr: "out of date",
 		},
@@ -137,8 +135,7 @@ func TestRunFlagsAndEnvironment(t *testing.T) {
 			name: "environment twins stand in for the flags",
 			env: func(o Options) map[string]string {
 				return map[string]string{
-					"VALUESDOC_VALUES": o.ValuesPath, "VALUESDOC_TEMPLATE": o.TemplatePath,
-					"VALUESDOC_SCHEMA": o.SchemaPath, "VALUESDOC_README": o.ReadmePath, "VALUESDOC_CHECK": "true",
+					"VALUESDOC_VALUES": o.ValuesPath, "VALUESDOC_SCHEMA": o.SchemaPath, "VALUESDOC_CHECK": "true",
 				}
 			},
 			wantErr: "out of date",
@@ -188,7 +185,7 @@ func TestRunHelp(t *testing.T) {
 	var stderr bytes.Buffer
 	err := run(context.Background(), []string{"-h"}, noEnv, &bytes.Buffer{}, &stderr)
 	require.ErrorIs(t, err, flag.ErrHelp)
-	for _, name := range []string{"-values", "-schema", "-readme", "-template", "-check", "VALUESDOC_CHECK", DefaultValues} {
+	for _, name := range []string{"-values", "-schema", "-check", "VALUESDOC_CHECK", DefaultValues} {
 		require.Contains(t, stderr.String(), name)
 	}
 }

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
-	"text/template"
 
 	"gopkg.in/yaml.v3"
 )
@@ -127,8 +127,17 @@ func parseMapping(m *yaml.Node, parent []string, errs *[]error) []*Key {
 	return keys
 }
 
-// parseComment reads a key's head comment: an optional `# -- text` description, continued by every following
-// comment line, and an optional `# @schema {json}`. Lines above `# --` are notes for the reader and are ignored.
+// helmDocsAnnotations are the annotations helm-docs reads after a `# --` description; they shape the README only.
+var helmDocsAnnotations = []string{"@default", "@section", "@notationType", "@raw", "@ignored"}
+
+// helmDocsType is helm-docs' type hint at the start of a description, "(bool) Old switch.": the README's type
+// column, not part of the text.
+var helmDocsType = regexp.MustCompile(`^\([^)]*\)\s*`)
+
+// parseComment reads a key's head comment: an optional `# @schema {json}`, then an optional `# -- text`
+// description, continued by every following comment line, as helm-docs reads it for the README. The `# @schema`
+// line must come before `# --`: helm-docs would take it for part of the description. Other lines above `# --` are
+// notes for the reader and are ignored.
 func parseComment(comment string) (string, *object, error) {
 	var (
 		desc     []string
@@ -151,6 +160,9 @@ func parseComment(comment string) (string, *object, error) {
 				desc = append(desc, text)
 			}
 		case strings.HasPrefix(line, "@schema ") || line == "@schema":
+			if inDesc {
+				return "", nil, fmt.Errorf("%w: \"# @schema\" after the \"# --\" description, where helm-docs would show it in the README: move it above", ErrBadAnnotation)
+			}
 			if override != nil {
 				return "", nil, fmt.Errorf("%w: more than one \"# @schema\"", ErrBadAnnotation)
 			}
@@ -161,12 +173,14 @@ func parseComment(comment string) (string, *object, error) {
 			override = o
 		case strings.HasPrefix(line, "@"):
 			name, _, _ := strings.Cut(line, " ")
-			return "", nil, fmt.Errorf("%w: unknown annotation %q", ErrBadAnnotation, name)
+			if !inDesc || !slices.Contains(helmDocsAnnotations, name) {
+				return "", nil, fmt.Errorf("%w: unknown annotation %q", ErrBadAnnotation, name)
+			}
 		case inDesc && line != "":
 			desc = append(desc, line)
 		}
 	}
-	return strings.Join(desc, " "), override, nil
+	return helmDocsType.ReplaceAllString(strings.Join(desc, " "), ""), override, nil
 }
 
 // keySchema is the JSON Schema of one key: generated keywords first, then the key's @schema keywords, which win.
@@ -263,119 +277,5 @@ func (v *Values) Schema() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, '\n'), nil
-}
-
-// Row is one line of the README's values table.
-type Row struct {
-	Key         string
-	Type        string
-	Default     string
-	Description string
-}
-
-// Rows lists every documented key: leaves, free-form maps, and objects that carry a description.
-func (v *Values) Rows() ([]Row, error) {
-	var (
-		rows []Row
-		errs []error
-	)
-	walk(v.Keys, func(k *Key) {
-		s := keySchema(k)
-		desc, _ := s.get("description")
-		if k.IsObject() && k.Description == "" {
-			return
-		}
-		row := Row{Key: k.Name(), Type: typeName(s), Description: fmt.Sprint(desc)}
-		if !k.IsObject() {
-			def, _ := s.get("default")
-			b, err := marshalJSON(def, "")
-			if err != nil {
-				errs = append(errs, fmt.Errorf("line %d: key %q: %w", k.Line, k.Name(), err))
-				return
-			}
-			row.Default = string(b)
-		}
-		rows = append(rows, row)
-	})
-	return rows, errors.Join(errs...)
-}
-
-func typeName(s *object) string {
-	switch t, _ := s.get("type"); t := t.(type) {
-	case string:
-		return t
-	case []any:
-		names := make([]string, 0, len(t))
-		for _, n := range t {
-			names = append(names, fmt.Sprint(n))
-		}
-		return strings.Join(names, " or ")
-	default:
-		return "any"
-	}
-}
-
-// Table renders rows as a Markdown table.
-func Table(rows []Row) string {
-	var b strings.Builder
-	b.WriteString("| Key | Type | Default | Description |\n")
-	b.WriteString("|-----|------|---------|-------------|\n")
-	for _, r := range rows {
-		def := ""
-		if r.Default != "" {
-			def = codeSpan(r.Default)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", codeSpan(r.Key), cell(r.Type), def, cell(r.Description))
-	}
-	return b.String()
-}
-
-// cell escapes text for a Markdown table cell.
-func cell(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	return strings.ReplaceAll(s, "|", `\|`)
-}
-
-// codeSpan puts s in backticks, with more backticks than s contains and a pipe escaped as GitHub tables need.
-func codeSpan(s string) string {
-	fence := "`"
-	for strings.Contains(s, fence) {
-		fence += "`"
-	}
-	pad := ""
-	if fence != "`" || strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
-		pad = " "
-	}
-	return fence + pad + cell(s) + pad + fence
-}
-
-// ReadmeData is what README.md.gotmpl sees.
-type ReadmeData struct {
-	// ValuesTable is the Markdown table of every documented key.
-	ValuesTable string
-	// Rows are the table's rows, for a template that renders them itself.
-	Rows []Row
-}
-
-// readmeNotice heads the generated README so nobody edits it by hand.
-const readmeNotice = "<!-- Generated by `go run ./ci/valuesdoc` from values.yaml and README.md.gotmpl; do not edit. -->\n"
-
-// Readme renders the README template with the values table.
-func (v *Values) Readme(tmpl string) ([]byte, error) {
-	t, err := template.New("README.md.gotmpl").Option("missingkey=error").Parse(tmpl)
-	if err != nil {
-		return nil, fmt.Errorf("parse template: %w", err)
-	}
-	rows, err := v.Rows()
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	b.WriteString(readmeNotice)
-	if err := t.Execute(&b, ReadmeData{ValuesTable: Table(rows), Rows: rows}); err != nil {
-		return nil, fmt.Errorf("render template: %w", err)
-	}
-	out := bytes.TrimRight(b.Bytes(), "\n")
 	return append(out, '\n'), nil
 }

@@ -102,8 +102,8 @@ m: {}
 		{
 			name: "@schema keywords are merged into the generated schema and win over it",
 			values: `
-# -- Size.
 # @schema {"type": ["integer", "string"], "enum": [256, "big"], "description": "From @schema.", "default": 1}
+# -- Size.
 size: 256
 `,
 			check: func(t *testing.T, s map[string]any) {
@@ -117,8 +117,8 @@ size: 256
 			name: "a mapping whose @schema sets a type is a free-form value whose example children are not descended into",
 			values: `
 r:
-  # -- Resources.
   # @schema {"type": "object"}
+  # -- Resources.
   resources:
     limits:
       memory: 1Gi
@@ -135,8 +135,8 @@ r:
 		{
 			name: "an @schema without a type on a mapping keeps the properties and can open the object",
 			values: `
-# -- Subchart.
 # @schema {"additionalProperties": true}
+# -- Subchart.
 sub:
   # -- On.
   enabled: true
@@ -154,15 +154,15 @@ sub:
 # -- Top.
 top: 1
 tls:
-  # -- Certificate.
   # @schema {"type": "string", "minLength": 0}
+  # -- Certificate.
   crt: ""
 registry:
   image:
     # -- Tag.
     tag: "3"
-  # -- Resources.
   # @schema {"type": "object"}
+  # -- Resources.
   resources: {requests: {cpu: 1m}}
 `,
 			check: func(t *testing.T, s map[string]any) {
@@ -190,8 +190,8 @@ x: 1
 		{
 			name: "a global key in values.yaml replaces the generic one",
 			values: `
-# -- Mine.
 # @schema {"type": "object", "additionalProperties": false}
+# -- Mine.
 global: {}
 `,
 			check: func(t *testing.T, s map[string]any) {
@@ -200,12 +200,25 @@ global: {}
 			},
 		},
 		{
+			name: "helm-docs' type hint and annotations shape the README only",
+			values: `
+# @schema {"type": ["boolean", "null"]}
+# -- (bool) Old switch.
+# @default -- unset
+# @section -- Legacy
+k: null
+`,
+			check: func(t *testing.T, s map[string]any) {
+				require.Equal(t, map[string]any{"type": []any{"boolean", "null"}, "description": "Old switch.", "default": nil}, at(t, s, "k"))
+			},
+		},
+		{
 			name: "a description continues over following lines and notes above it are ignored",
 			values: `
 # A note for maintainers.
+# @schema {"type": "string"}
 # -- First line
 # second line.
-# @schema {"type": "string"}
 k: ""
 `,
 			check: func(t *testing.T, s map[string]any) {
@@ -251,22 +264,17 @@ func TestGenerationIsDeterministic(t *testing.T) {
 	t.Parallel()
 	data, err := os.ReadFile(filepath.Join("testdata", "values.yaml"))
 	require.NoError(t, err)
-	tmpl, err := os.ReadFile(filepath.Join("testdata", "README.md.gotmpl"))
-	require.NoError(t, err)
-	var firstSchema, firstReadme []byte
+	var first []byte
 	for i := range 20 {
 		v, err := Parse(data)
 		require.NoError(t, err)
 		schema, err := v.Schema()
 		require.NoError(t, err)
-		readme, err := v.Readme(string(tmpl))
-		require.NoError(t, err)
 		if i == 0 {
-			firstSchema, firstReadme = schema, readme
+			first = schema
 			continue
 		}
-		require.Equal(t, string(firstSchema), string(schema), "run %d", i)
-		require.Equal(t, string(firstReadme), string(readme), "run %d", i)
+		require.Equal(t, string(first), string(schema), "run %d", i)
 	}
 }
 
@@ -304,13 +312,13 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:    "an @schema that is not valid JSON fails naming the key",
-			values:  "# -- K.\n# @schema {\"type\": string}\nk: \"\"\n",
+			values:  "# @schema {\"type\": string}\n# -- K.\nk: \"\"\n",
 			wantIs:  ErrBadAnnotation,
 			wantErr: []string{`line 3: key "k": invalid annotation: @schema`},
 		},
 		{
 			name:    "an @schema that is not a JSON object fails",
-			values:  "# -- K.\n# @schema [\"string\"]\nk: \"\"\n",
+			values:  "# @schema [\"string\"]\n# -- K.\nk: \"\"\n",
 			wantIs:  ErrBadAnnotation,
 			wantErr: []string{`is not a JSON object`},
 		},
@@ -322,9 +330,21 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:    "two @schema lines on one key fail",
-			values:  "# -- K.\n# @schema {\"type\": \"string\"}\n# @schema {\"minLength\": 1}\nk: \"\"\n",
+			values:  "# @schema {\"type\": \"string\"}\n# @schema {\"minLength\": 1}\n# -- K.\nk: \"\"\n",
 			wantIs:  ErrBadAnnotation,
 			wantErr: []string{`more than one "# @schema"`},
+		},
+		{
+			name:    "an @schema below the description fails, since helm-docs would show it in the README",
+			values:  "# -- K.\n# @schema {\"type\": \"string\"}\nk: \"\"\n",
+			wantIs:  ErrBadAnnotation,
+			wantErr: []string{`line 3: key "k": invalid annotation: "# @schema" after the "# --" description, where helm-docs would show it in the README: move it above`},
+		},
+		{
+			name:    "a helm-docs annotation above the description fails like any unknown one",
+			values:  "# @default -- x\n# -- K.\nk: \"\"\n",
+			wantIs:  ErrBadAnnotation,
+			wantErr: []string{`unknown annotation "@default"`},
 		},
 		{
 			name:    "a null default without a type in @schema fails",
@@ -346,7 +366,7 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:    "a YAML merge key fails instead of hiding keys from the schema",
-			values:  "# -- Base.\n# @schema {\"type\": \"object\"}\nbase: &b {x: 1}\nother:\n  <<: *b\n",
+			values:  "# @schema {\"type\": \"object\"}\n# -- Base.\nbase: &b {x: 1}\nother:\n  <<: *b\n",
 			wantIs:  ErrUnsupportedKey,
 			wantErr: []string{`key "other": line 5: key "<<"`},
 		},
@@ -369,72 +389,14 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestRows(t *testing.T) {
-	t.Parallel()
-	v, err := Parse([]byte(`
-# -- Section with a description.
-sec:
-  # -- Pipe | in text.
-  # @schema {"type": ["boolean", "null"]}
-  a: null
-  # -- Map.
-  # @schema {"type": "object"}
-  m: {x: "a|b", y: [1, 2]}
-plain:
-  # -- Undocumented parents have no row.
-  b: "<tag>"
-`))
-	require.NoError(t, err)
-	rows, err := v.Rows()
-	require.NoError(t, err)
-	require.Equal(t, []Row{
-		{Key: "sec", Type: "object", Description: "Section with a description."},
-		{Key: "sec.a", Type: "boolean or null", Default: "null", Description: "Pipe | in text."},
-		{Key: "sec.m", Type: "object", Default: `{"x":"a|b","y":[1,2]}`, Description: "Map."},
-		{Key: "plain.b", Type: "string", Default: `"<tag>"`, Description: "Undocumented parents have no row."},
-	}, rows)
-	require.Equal(t, "| Key | Type | Default | Description |\n"+
-		"|-----|------|---------|-------------|\n"+
-		"| `sec` | object |  | Section with a description. |\n"+
-		"| `sec.a` | boolean or null | `null` | Pipe \\| in text. |\n"+
-		"| `sec.m` | object | `{\"x\":\"a\\|b\",\"y\":[1,2]}` | Map. |\n"+
-		"| `plain.b` | string | `\"<tag>\"` | Undocumented parents have no row. |\n", Table(rows))
-}
-
-func TestCodeSpan(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ name, in, want string }{
-		{"plain text gets single backticks", `"x"`, "`\"x\"`"},
-		{"a backtick inside gets a longer fence with padding", "a`b", "`` a`b ``"},
-		{"a pipe is escaped for tables", "a|b", "`a\\|b`"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			require.Equal(t, tt.want, codeSpan(tt.in))
-		})
-	}
-}
-
-func TestReadmeTemplateErrors(t *testing.T) {
-	t.Parallel()
-	v, err := Parse([]byte("# -- K.\nk: 1\n"))
-	require.NoError(t, err)
-	_, err = v.Readme("{{ .ValuesTable ")
-	require.ErrorContains(t, err, "parse template")
-	_, err = v.Readme("{{ .NoSuchField }}")
-	require.ErrorContains(t, err, "render template")
-}
-
-// TestGolden renders testdata/values.yaml and compares with the golden files; run with -update to rewrite them.
+// TestGolden generates the schema of testdata/values.yaml and compares it with its golden file; run with -update
+// to rewrite it.
 func TestGolden(t *testing.T) {
 	t.Parallel()
 	dir := "testdata"
 	outputs, err := (&Options{
-		ValuesPath:   filepath.Join(dir, "values.yaml"),
-		TemplatePath: filepath.Join(dir, "README.md.gotmpl"),
-		SchemaPath:   filepath.Join(dir, "golden.schema.json"),
-		ReadmePath:   filepath.Join(dir, "golden.README.md"),
+		ValuesPath: filepath.Join(dir, "values.yaml"),
+		SchemaPath: filepath.Join(dir, "golden.schema.json"),
 	}).Generate()
 	require.NoError(t, err)
 	for _, f := range outputs {

@@ -1,8 +1,11 @@
 package connstring_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -355,31 +358,29 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// parentEndpoint is one case of testdata/parent-endpoints.json, the table of parent endpoints and the parent URL
+// they give. The chart maps endpoints too (cr.parentURL), and tests/chart reads the same table.
+type parentEndpoint struct {
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint"`
+	Protocol string `json:"protocol"`
+	Parent   string `json:"parent"`
+}
+
 func TestParentURL(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name     string
-		endpoint string
-		protocol string
-		want     string
-	}{
-		{"an ACR data endpoint should map to its login server", "myregistry.eastus.data.azurecr.io", "https", "https://myregistry.azurecr.io"},
-		{"an ACR data endpoint in upper case should map to the login server in lower case", "MyRegistry.EastUS.Data.AzureCR.IO", "https", "https://myregistry.azurecr.io"},
-		{"an ACR data endpoint with a port should keep the port", "myregistry.westeurope.data.azurecr.io:443", "https", "https://myregistry.azurecr.io:443"},
-		{"an Azure China data endpoint should map to its login server", "myregistry.chinaeast2.data.azurecr.cn", "https", "https://myregistry.azurecr.cn"},
-		{"an ACR login server should stay as it is", "myregistry.azurecr.io", "https", "https://myregistry.azurecr.io"},
-		{"a data endpoint without a region should stay as it is", "myregistry.data.azurecr.io", "https", "https://myregistry.data.azurecr.io"},
-		{"a parent connected registry on a LAN address should stay as it is", "192.168.0.10:8080", "http", "http://192.168.0.10:8080"},
-		{"a host that merely contains the ACR suffix should stay as it is", "myregistry.eastus.data.azurecr.io.example.com", "https", "https://myregistry.eastus.data.azurecr.io.example.com"},
-		{"a bracketed IPv6 endpoint should stay as it is", "[2001:db8::1]:8443", "https", "https://[2001:db8::1]:8443"},
-	}
+	data, err := os.ReadFile(filepath.Join("testdata", "parent-endpoints.json"))
+	require.NoError(t, err)
+	var tests []parentEndpoint
+	require.NoError(t, json.Unmarshal(data, &tests))
+	require.NotEmpty(t, tests)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			t.Parallel()
-			cs, err := connstring.Parse(with("ParentGatewayEndpoint", tt.endpoint) + ";")
+			cs, err := connstring.Parse(with("ParentGatewayEndpoint", tt.Endpoint) + ";")
 			require.NoError(t, err)
-			cs.ParentEndpointProtocol = tt.protocol
-			require.Equal(t, tt.want, cs.ParentURL())
+			cs.ParentEndpointProtocol = tt.Protocol
+			require.Equal(t, tt.Parent, cs.ParentURL())
 		})
 	}
 }

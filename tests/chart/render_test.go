@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,8 @@ func TestRenderErrors(t *testing.T) {
 		vals map[string]any
 		apis []string
 		want string
+		// hide is a value the error must not show, besides the sync token password.
+		hide string
 	}{
 		{
 			name: "tls.crt together with the default cert-manager.enabled=true should fail naming both keys",
@@ -133,6 +136,23 @@ func TestRenderErrors(t *testing.T) {
 			want: "tls.secret contains typographic quotes (“k8secret”), probably copied from a document: write it as tls.secret=k8secret",
 		},
 		{
+			name: "a private key in typographic quotes should fail without echoing it",
+			vals: with(map[string]any{"cert-manager.enabled": false, "tls.crt": b64Crt, "tls.key": "“" + b64Crt + "”"}),
+			want: "tls.key contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the output of `base64 -w0 <key file>` without them",
+			hide: b64Crt,
+		},
+		{
+			name: "a service.clusterIP in typographic quotes should fail the schema, which checks its format first",
+			vals: with(map[string]any{"service": map[string]any{"clusterIP": "“10.96.0.50”"}}),
+			want: "clusterIP",
+		},
+		{
+			name: "httpEnabled with the acr engine should fail naming both keys",
+			vals: with(map[string]any{"httpEnabled": true, "registry": map[string]any{"engine": "acr", "mode": "ReadWrite"}, "cert-manager": map[string]any{"install": false}}),
+			apis: []string{chartrender.CertManagerAPIVersion},
+			want: "httpEnabled=true with registry.engine=acr is not supported by this chart: the acr engine serves one port; use registry.engine=distribution",
+		},
+		{
 			name: "a connection string in typographic quotes should fail without echoing it",
 			vals: with(map[string]any{"connectionString": "“" + testConnectionString + "”"}),
 			want: "connectionString contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the connection string with plain ASCII quotes or none",
@@ -153,6 +173,11 @@ func TestRenderErrors(t *testing.T) {
 			want: "registry.mode=ReadWrite needs registry.engine=acr: Distribution's pull-through cache (registry.engine=distribution) cannot accept pushes; use registry.mode=ReadOnly",
 		},
 		{
+			name: "a key under registry.parent.gate that does not exist should fail the strict schema",
+			vals: with(map[string]any{"registry": map[string]any{"parent": map[string]any{"gate": map[string]any{"resource": map[string]any{}}}}}),
+			want: "resource",
+		},
+		{
 			name: "a misspelled key should fail the strict schema",
 			vals: with(map[string]any{"tls.crtt": "x"}),
 			want: "tls.crtt",
@@ -165,6 +190,9 @@ func TestRenderErrors(t *testing.T) {
 			require.Error(t, err)
 			require.ErrorContains(t, err, tc.want)
 			require.NotContains(t, err.Error(), "s3cret-password", "an error must never echo the sync token password")
+			if tc.hide != "" {
+				require.NotContains(t, err.Error(), tc.hide, "an error must never echo a secret value")
+			}
 		})
 	}
 }
@@ -254,25 +282,22 @@ func TestConnectionStringOnlyInASecret(t *testing.T) {
 	}
 }
 
+// TestParentFromConnectionString maps every endpoint of internal/connstring's table, which its ParentURL is
+// tested against too, so that the chart and the binaries name the same parent.
 func TestParentFromConnectionString(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name, endpoint, protocol, want string
-	}{
-		{"an ACR data endpoint should map to its login server", "contoso.westus2.data.azurecr.io", "https", "https://contoso.azurecr.io"},
-		{"an ACR data endpoint in capitals should map to its login server", "Contoso.WestUS2.Data.AzureCR.io", "https", "https://contoso.azurecr.io"},
-		{"a connected registry parent should be used as it is", "parent-edge.example.internal", "https", "https://parent-edge.example.internal"},
-		{"a host and port over http should be kept", "10.1.2.3:5000", "http", "http://10.1.2.3:5000"},
-		{"an ACR data endpoint of another cloud with a port should map and keep the port", "contoso.chinaeast2.data.azurecr.cn:443", "https", "https://contoso.azurecr.cn:443"},
-		{"a parent named in capitals that is not ACR should keep its case", "Parent.Example.Internal", "https", "https://Parent.Example.Internal"},
-	}
+	data, err := os.ReadFile(filepath.Join("..", "..", "internal", "connstring", "testdata", "parent-endpoints.json"))
+	require.NoError(t, err)
+	var tests []struct{ Name, Endpoint, Protocol, Parent string }
+	require.NoError(t, json.Unmarshal(data, &tests))
+	require.NotEmpty(t, tests)
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
-			cs := "ConnectedRegistryName=edge1;SyncTokenName=tok;SyncTokenPassword=pw;ParentGatewayEndpoint=" + tc.endpoint + ";ParentEndpointProtocol=" + tc.protocol
+			cs := "ConnectedRegistryName=edge1;SyncTokenName=tok;SyncTokenPassword=pw;ParentGatewayEndpoint=" + tc.Endpoint + ";ParentEndpointProtocol=" + tc.Protocol
 			res, err := render(t, with(map[string]any{"connectionString": cs}))
 			require.NoError(t, err)
-			require.Equal(t, tc.want, parentURL(t, res))
+			require.Equal(t, tc.Parent, parentURL(t, res))
 		})
 	}
 }
@@ -364,6 +389,27 @@ func TestParentGateModes(t *testing.T) {
 		d, _ := res.Find("Deployment", "cr-connected-registry")
 		require.Contains(t, d.YAML, "- name: gate-spool\n              mountPath: /var/spool/parent-gate")
 	})
+	t.Run("the gate should have its own resources, nested or flat", func(t *testing.T) {
+		t.Parallel()
+		gate := func(res *chartrender.Result) map[string]any {
+			d, ok := res.Find("Deployment", "cr-connected-registry")
+			require.True(t, ok)
+			for _, c := range d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["initContainers"].([]any) {
+				if c.(map[string]any)["name"] == "parent-gate" {
+					return c.(map[string]any)["resources"].(map[string]any)
+				}
+			}
+			t.Fatal("no parent-gate container")
+			return nil
+		}
+		res, err := render(t, base(), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		require.Equal(t, map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "64Mi"}, "limits": map[string]any{"memory": "256Mi"}}, gate(res))
+		want := map[string]any{"limits": map[string]any{"memory": "1Gi"}}
+		res, err = render(t, with(map[string]any{"registry.parent.gate.resources": want}), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		require.Equal(t, want, gate(res))
+	})
 	t.Run("with shareFetches=false the gate should only tunnel the registry's TLS", func(t *testing.T) {
 		t.Parallel()
 		res, err := render(t, with(map[string]any{"registry": map[string]any{"parent": map[string]any{"shareFetches": false}}}), chartrender.CertManagerAPIVersion)
@@ -412,4 +458,99 @@ func TestSelectorLabelsHoldNoVersion(t *testing.T) {
 			require.False(t, strings.Contains(k, "version") || strings.Contains(k, "chart"), "selector label %s=%v", k, v)
 		}
 	}
+}
+
+// TestRegistryHTTPIsTheRegistryOnPort80 renders registry-http beside registry with every switch of their shared
+// template on: they must differ only in what plain HTTP needs.
+func TestRegistryHTTPIsTheRegistryOnPort80(t *testing.T) {
+	t.Parallel()
+	for _, gate := range []string{"1500ms", "0s"} {
+		t.Run("with registry.parent.responseTimeout="+gate, func(t *testing.T) {
+			t.Parallel()
+			res, err := render(t, with(map[string]any{
+				"httpEnabled":  true,
+				"cert-manager": map[string]any{"enabled": false, "install": false},
+				"registry": map[string]any{"clientAuthSecret": "htpasswd", "parent": map[string]any{
+					"responseTimeout": gate, "caBundle": "-----BEGIN CERTIFICATE-----\nPARENT\n-----END CERTIFICATE-----"}},
+				"Azure": map[string]any{"proxySettings": map[string]any{"isProxyEnabled": true,
+					"httpProxy": "http://proxy.example.internal:3128", "httpsProxy": "http://proxy.example.internal:3129"}},
+			}))
+			require.NoError(t, err)
+			d, ok := res.Find("Deployment", "cr-connected-registry")
+			require.True(t, ok)
+			containers := map[string]map[string]any{}
+			for _, c := range d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any) {
+				containers[c.(map[string]any)["name"].(string)] = c.(map[string]any)
+			}
+			https, http := containers["registry"], containers["registry-http"]
+			require.NotNil(t, http)
+			var httpEnv []any
+			for _, e := range http["env"].([]any) {
+				if !strings.HasPrefix(e.(map[string]any)["name"].(string), "REGISTRY_HTTP_") {
+					httpEnv = append(httpEnv, e)
+				}
+			}
+			require.Equal(t, https["env"], httpEnv, "registry-http reaches the parent as registry does")
+			var httpsMounts []any
+			for _, m := range https["volumeMounts"].([]any) {
+				if m.(map[string]any)["name"] != "tls" {
+					httpsMounts = append(httpsMounts, m)
+				}
+			}
+			require.Equal(t, httpsMounts, http["volumeMounts"], "registry-http mounts what registry does, but the certificate")
+			for _, k := range []string{"image", "args", "imagePullPolicy", "securityContext", "resources"} {
+				require.Equal(t, https[k], http[k], k)
+			}
+		})
+	}
+}
+
+// TestDeprecatedHooksImage: the older hooks.image.* keys render exactly what image.* renders, nested or flat,
+// and the NOTES name the new key.
+func TestDeprecatedHooksImage(t *testing.T) {
+	t.Parallel()
+	image := map[string]any{"repository": "mirror.example.com/cr", "tag": "9.9.9", "pullPolicy": "Always"}
+	cases := map[string]map[string]any{
+		"image":       {"image": image},
+		"hooks.image": {"hooks": map[string]any{"image": image}},
+		"flat image":  {"image.repository": image["repository"], "image.tag": image["tag"], "image.pullPolicy": image["pullPolicy"]},
+		"flat hooks.image": {"hooks.image.repository": image["repository"], "hooks.image.tag": image["tag"],
+			"hooks.image.pullPolicy": image["pullPolicy"]},
+	}
+	renders := map[string]*chartrender.Result{}
+	for name, vals := range cases {
+		// Generated certificates and trust distribution render every container of the project's image.
+		res, err := render(t, with(mergeValues(vals, map[string]any{"cert-manager": map[string]any{"enabled": false, "install": false}})))
+		require.NoError(t, err, name)
+		renders[name] = res
+	}
+	want := renders["image"]
+	require.Contains(t, want.YAML(), "image: mirror.example.com/cr:9.9.9")
+	require.NotContains(t, want.YAML(), "ghcr.io/connected-registry/connected-registry")
+	require.NotContains(t, want.Notes, "deprecated")
+	for _, name := range []string{"hooks.image", "flat image", "flat hooks.image"} {
+		require.Equal(t, want.YAML(), renders[name].YAML(), "%s renders other objects than image", name)
+	}
+	for _, name := range []string{"hooks.image", "flat hooks.image"} {
+		require.Contains(t, renders[name].Notes, "WARNING: hooks.image is deprecated: set image.pullPolicy, image.repository, image.tag instead of hooks.image.pullPolicy, hooks.image.repository, hooks.image.tag", name)
+	}
+
+	t.Run("a hooks.image field that is given should win over image, and the others keep their defaults", func(t *testing.T) {
+		t.Parallel()
+		res, err := render(t, with(map[string]any{"hooks.image.tag": "1.2.3"}), chartrender.CertManagerAPIVersion)
+		require.NoError(t, err)
+		require.Contains(t, res.YAML(), "image: ghcr.io/connected-registry/connected-registry:1.2.3")
+		require.Contains(t, res.Notes, "WARNING: hooks.image is deprecated: set image.tag instead of hooks.image.tag")
+	})
+}
+
+func mergeValues(a, b map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }

@@ -119,7 +119,7 @@ func TestGolden(t *testing.T) {
 		{"resources", "cert-manager-preinstalled", []string{"--component=kustomize/components/resources"},
 			[]string{"memory: 2Gi"}},
 		{"image-mirror", "cert-manager-preinstalled", []string{"--component=kustomize/components/image-mirror"},
-			[]string{"image: mirror.example.com/library/registry:3", "image: mirror.example.com/connected-registry/hooks:0.1.0"}},
+			[]string{"image: mirror.example.com/library/registry:3", "image: mirror.example.com/connected-registry/connected-registry:0.1.0"}},
 		{"acr-image-mirror", "acr", []string{"--component=kustomize/components/image-mirror"},
 			[]string{"image: mirror.example.com/acr/connected-registry:0.11.0"}},
 		{"trust-off-component", "cert-manager-preinstalled", []string{"--component=kustomize/components/trust-distribution/off"}, nil},

@@ -1,7 +1,15 @@
 {{/*
 cr.values returns the chart's values as JSON with every flat dotted key folded into its nested twin, so the
 Azure extension's protected settings ({"tls.crt": "..."}) and nested values (tls: {crt: ...}) mean the same.
-A flat key wins over the nested default. Use: {{- $v := include "cr.values" . | fromJson }}
+A flat key wins over the nested default. The deprecated hooks.image.* keys, when given, replace image.*.
+
+Every top-level template folds the values once, at its top, and hands helpers a context:
+
+  {{- $v := include "cr.values" . | fromJson }}
+  {{- $ctx := dict "v" $v "root" . }}
+
+Helpers that read values take that context ($ctx.v the folded values, $ctx.root the chart's root) and never
+fold again; helpers that need only the release and the chart (cr.fullname, cr.labels) take the root.
 */}}
 {{- define "cr.values" -}}
 {{- $v := deepCopy .Values -}}
@@ -16,6 +24,10 @@ A flat key wins over the nested default. Use: {{- $v := include "cr.values" . | 
 {{- $_ := set $m (last $parts) $val }}
 {{- $_ := unset $v $key }}
 {{- end }}
+{{- end }}
+{{- /* The deprecated alias of image: a field given there wins, since image.* always holds its default. */}}
+{{- range $field, $val := (($v.hooks | default dict).image | default dict) }}
+{{- if $val }}{{ $_ := set $v.image $field $val }}{{ end }}
 {{- end }}
 {{- toJson $v }}
 {{- end }}
@@ -51,8 +63,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* cr.azureAnnotations: the Arc identity of the cluster and the extension, when the Arc extension manager set it. */}}
 {{- define "cr.azureAnnotations" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- $az := $v.Azure | default dict }}
+{{- $az := .v.Azure | default dict }}
 {{- $cluster := $az.Cluster | default dict }}
 {{- $ext := $az.Extension | default dict }}
 {{- with $cluster.ResourceId }}
@@ -80,26 +91,24 @@ cr.tlsSource names the one TLS source in use: "secret" (tls.secret), "byoc" (tls
 "cert-manager" (cert-manager.enabled) or "generated" (the certgen hook).
 */}}
 {{- define "cr.tlsSource" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- $tls := $v.tls | default dict }}
+{{- $tls := .v.tls | default dict }}
 {{- if $tls.secret }}secret
 {{- else if or $tls.crt $tls.key }}byoc
-{{- else if (index $v "cert-manager").enabled }}cert-manager
+{{- else if (index .v "cert-manager").enabled }}cert-manager
 {{- else }}generated
 {{- end }}
 {{- end }}
 
 {{/* cr.tlsSecretName is the kubernetes.io/tls Secret the registry serves, whatever its source. */}}
 {{- define "cr.tlsSecretName" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- if eq (include "cr.tlsSource" .) "secret" }}{{ $v.tls.secret }}
-{{- else }}{{ include "cr.fullname" . }}-tls
+{{- if eq (include "cr.tlsSource" .) "secret" }}{{ .v.tls.secret }}
+{{- else }}{{ include "cr.fullname" .root }}-tls
 {{- end }}
 {{- end }}
 
 {{/* cr.useNodeSelector resolves useNodeSelector and its older, inverted name skipNodeSelector. */}}
 {{- define "cr.useNodeSelector" -}}
-{{- $td := (include "cr.values" . | fromJson).trustDistribution | default dict }}
+{{- $td := .v.trustDistribution | default dict }}
 {{- if kindIs "bool" $td.skipNodeSelector }}{{ not $td.skipNodeSelector }}
 {{- else }}{{ $td.useNodeSelector | default false }}
 {{- end }}
@@ -107,9 +116,8 @@ cr.tlsSource names the one TLS source in use: "secret" (tls.secret), "byoc" (tls
 
 {{/* cr.connectionFields parses the connection string into a dict of its fields (JSON). */}}
 {{- define "cr.connectionFields" -}}
-{{- $v := include "cr.values" . | fromJson }}
 {{- $fields := dict }}
-{{- range (splitList ";" ($v.connectionString | default "")) }}
+{{- range (splitList ";" (.v.connectionString | default "")) }}
 {{- if trim . }}
 {{- $kv := splitn "=" 2 (trim .) }}
 {{- $_ := set $fields (trim $kv._0) (trim ($kv._1 | default "")) }}
@@ -121,38 +129,12 @@ cr.tlsSource names the one TLS source in use: "secret" (tls.secret), "byoc" (tls
 {{/*
 cr.parentURL is the parent registry: registry.parent.url, else the connection string's endpoint, where an
 ACR data endpoint <name>.<region>.data.azurecr.io (.cn, .us) maps to the login server <name>.azurecr.io, as
-internal/connstring's ParentHost does for the binaries.
+internal/connstring's ParentHost does for the binaries. Both are tested against one table,
+internal/connstring/testdata/parent-endpoints.json.
 */}}
-{{- /*
-How the registry reaches its parent: "" directly (the acr engine, or registry.parent.responseTimeout=0s),
-"connect" through the parent gate as its HTTPS_PROXY, "forward" with the gate as its remoteurl as well
-(registry.parent.shareFetches).
-*/}}
-{{- define "cr.parentGate" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- if and (ne $v.registry.engine "acr") (not (regexMatch "^(0+(\\.0+)?(ms|h|m|s))+$" (toString $v.registry.parent.responseTimeout))) }}
-{{- ternary "forward" "connect" $v.registry.parent.shareFetches }}
-{{- end }}
-{{- end }}
-
-{{- /* The parent gate's address on the pod's loopback. */}}
-{{- define "cr.parentGateAddr" -}}
-127.0.0.1:5128
-{{- end }}
-
-{{- /* The registry's proxy.remoteurl: the parent, or the parent gate that forwards to it. */}}
-{{- define "cr.remoteURL" -}}
-{{- if eq (include "cr.parentGate" .) "forward" }}
-{{- printf "http://%s" (include "cr.parentGateAddr" .) }}
-{{- else }}
-{{- include "cr.parentURL" . }}
-{{- end }}
-{{- end }}
-
 {{- define "cr.parentURL" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- if $v.registry.parent.url }}
-{{- trimSuffix "/" $v.registry.parent.url }}
+{{- if .v.registry.parent.url }}
+{{- trimSuffix "/" .v.registry.parent.url }}
 {{- else }}
 {{- $f := include "cr.connectionFields" . | fromJson }}
 {{- $endpoint := get $f "ParentGatewayEndpoint" }}
@@ -166,31 +148,30 @@ How the registry reaches its parent: "" directly (the acr engine, or registry.pa
 
 {{/* cr.parentCredentialsSecret is the Secret the credential helper reads, or empty for an anonymous parent. */}}
 {{- define "cr.parentCredentialsSecret" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- if $v.registry.parent.credentialsSecret }}{{ $v.registry.parent.credentialsSecret }}
-{{- else if $v.connectionString }}{{ include "cr.fullname" . }}-connection
+{{- if .v.registry.parent.credentialsSecret }}{{ .v.registry.parent.credentialsSecret }}
+{{- else if .v.connectionString }}{{ include "cr.fullname" .root }}-connection
 {{- end }}
 {{- end }}
 
 {{/* cr.parentCABundle is the PEM the registry trusts for its parent besides the system roots. */}}
 {{- define "cr.parentCABundle" -}}
-{{- $v := include "cr.values" . | fromJson }}
 {{- $bundle := list }}
-{{- with $v.registry.parent.caBundle }}{{ $bundle = append $bundle (trim .) }}{{ end }}
-{{- if and (include "cr.proxyEnabled" . | eq "true") $v.Azure.proxySettings.proxyCert }}
-{{- $bundle = append $bundle (trim $v.Azure.proxySettings.proxyCert) }}
+{{- with .v.registry.parent.caBundle }}{{ $bundle = append $bundle (trim .) }}{{ end }}
+{{- if and (include "cr.proxyEnabled" . | eq "true") .v.Azure.proxySettings.proxyCert }}
+{{- $bundle = append $bundle (trim .v.Azure.proxySettings.proxyCert) }}
 {{- end }}
 {{- if $bundle }}{{ join "\n" $bundle }}{{ "\n" }}{{ end }}
 {{- end }}
 
+{{/* cr.proxyEnabled: "true" when the Arc extension manager reports an outbound proxy for the parent traffic. */}}
 {{- define "cr.proxyEnabled" -}}
-{{- $p := (include "cr.values" . | fromJson).Azure.proxySettings | default dict }}
+{{- $p := .v.Azure.proxySettings | default dict }}
 {{- or (eq (toString $p.isProxyEnabled) "true") false }}
 {{- end }}
 
-{{- define "cr.hooksImage" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- printf "%s:%s" $v.hooks.image.repository ($v.hooks.image.tag | default .Chart.AppVersion) }}
+{{/* cr.image is the project's image (image.repository:image.tag, the chart's appVersion by default). */}}
+{{- define "cr.image" -}}
+{{- printf "%s:%s" .v.image.repository (.v.image.tag | default .root.Chart.AppVersion) }}
 {{- end }}
 
 {{/* cr.serviceDNSNames lists the names the registry's certificate must hold besides the ClusterIP. */}}
@@ -209,4 +190,34 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end }}
+
+{{/*
+cr.apiTokenVolume: a short-lived API token mounted explicitly, for the ServiceAccounts of the registry pod, the
+hooks and the trust agent, none of which automount one. Argument: the token's lifetime in seconds.
+*/}}
+{{- define "cr.apiTokenVolume" -}}
+- name: token
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: {{ . }}
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
+{{- end }}
+
+{{/* cr.apiTokenMount mounts cr.apiTokenVolume where client-go looks for the in-cluster token. */}}
+{{- define "cr.apiTokenMount" -}}
+- name: token
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
 {{- end }}

@@ -1,23 +1,31 @@
 {{/*
 cr.validate fails the render on contradictory or missing values. Each message names the keys involved and the
-fix. Detailed checks of the material itself (certificates, the Secret, the service CIDR) run in the preflight hook.
+fix. Argument: the context (dict "v" $v "root" $) of cr.values.
+
+Where a rule lives:
+- values.schema.json (from the @schema comments of values.yaml): the shape of each value: types, enums,
+  patterns and formats. Helm checks it before any template runs, so a rule it holds is not repeated here.
+- here: rules across values, required values, and what a render can tell about a value that the schema cannot
+  say with a message naming the fix (typographic quotes, base64 applied twice, the connection string's fields).
+- the preflight hook (Go): what needs the cluster or cryptography: the certificates themselves, the Secret, the
+  service CIDR, storage classes, nodes.
 */}}
 {{- define "cr.validate" -}}
-{{- $v := include "cr.values" . | fromJson }}
+{{- $v := .v }}
+{{- $root := .root }}
 {{- $tls := $v.tls | default dict }}
 {{- $cm := index $v "cert-manager" | default dict }}
 {{- $td := $v.trustDistribution | default dict }}
 
-{{- /* Typographic quotes copied from a document: checked first, since they break every other check. */}}
+{{- /* Typographic quotes copied from a document: checked first, since they break every other check. Keys whose
+schema pattern or format admits no quote (service.clusterIP, pvc.storageRequest) never get here with one. */}}
 {{- $quoted := dict
   "connectionString" $v.connectionString
-  "service.clusterIP" $v.service.clusterIP
   "tls.secret" $tls.secret
   "tls.crt" $tls.crt
   "tls.key" $tls.key
   "tls.cacrt" $tls.cacrt
   "pvc.storageClassName" $v.pvc.storageClassName
-  "pvc.storageRequest" $v.pvc.storageRequest
   "registry.parent.url" $v.registry.parent.url
   "registry.parent.credentialsSecret" $v.registry.parent.credentialsSecret
   "registry.clientAuthSecret" $v.registry.clientAuthSecret }}
@@ -26,6 +34,9 @@ fix. Detailed checks of the material itself (certificates, the Secret, the servi
 {{- if regexMatch "[“”‘’„‟«»]" $val }}
 {{- if eq $key "connectionString" }}
 {{- fail (printf "connectionString contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the connection string with plain ASCII quotes or none") }}
+{{- else if eq $key "tls.key" }}
+{{- /* A private key: the message never shows it. */}}
+{{- fail "tls.key contains typographic quotes (“ ” ‘ ’), probably copied from a document: give the output of `base64 -w0 <key file>` without them" }}
 {{- else }}
 {{- fail (printf "%s contains typographic quotes (%s), probably copied from a document: write it as %s=%s" $key $val $key (regexReplaceAll "[“”‘’„‟«»]" $val "")) }}
 {{- end }}
@@ -39,16 +50,16 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "certificates.cert-manager.io" }}
 {{- if $crd }}
 {{- $owner := (($crd.metadata).annotations | default dict) }}
-{{- if not (and (eq (get $owner "meta.helm.sh/release-name") .Release.Name) (eq (get $owner "meta.helm.sh/release-namespace") .Release.Namespace)) }}
+{{- if not (and (eq (get $owner "meta.helm.sh/release-name") $root.Release.Name) (eq (get $owner "meta.helm.sh/release-namespace") $root.Release.Namespace)) }}
 {{- fail (printf "cert-manager is already installed (the API cert-manager.io/v1 is served), and cert-manager.install=true would install it a second time: set cert-manager.install=false to use the one in the cluster (its CRD certificates.cert-manager.io belongs to %s)" (ternary (printf "release %s/%s" (get $owner "meta.helm.sh/release-namespace") (get $owner "meta.helm.sh/release-name")) "no Helm release" (hasKey $owner "meta.helm.sh/release-name"))) }}
 {{- end }}
 {{- end }}
 {{- end }}
 
 {{- /* cert-manager.install is a dependency condition: Helm reads only its nested form. */}}
-{{- if hasKey .Values "cert-manager.install" }}
-{{- if ne (toString (index .Values "cert-manager.install")) (toString (index .Values "cert-manager" | default dict).install) }}
-{{- fail (printf "cert-manager.install was given as a flat key (%v), but Helm decides whether to install the cert-manager dependency from the nested value before any template runs: pass it as --set cert-manager.install=%v (or nested YAML) instead" (index .Values "cert-manager.install") (index .Values "cert-manager.install")) }}
+{{- if hasKey $root.Values "cert-manager.install" }}
+{{- if ne (toString (index $root.Values "cert-manager.install")) (toString (index $root.Values "cert-manager" | default dict).install) }}
+{{- fail (printf "cert-manager.install was given as a flat key (%v), but Helm decides whether to install the cert-manager dependency from the nested value before any template runs: pass it as --set cert-manager.install=%v (or nested YAML) instead" (index $root.Values "cert-manager.install") (index $root.Values "cert-manager.install")) }}
 {{- end }}
 {{- end }}
 
@@ -118,7 +129,7 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- end }}
 
 {{- /* cert-manager must be there when the chart does not install it. */}}
-{{- if and $cm.enabled (not $cm.install) (not (.Capabilities.APIVersions.Has "cert-manager.io/v1")) }}
+{{- if and $cm.enabled (not $cm.install) (not ($root.Capabilities.APIVersions.Has "cert-manager.io/v1")) }}
 {{- fail "cert-manager.enabled=true with cert-manager.install=false needs cert-manager in the cluster, but the API cert-manager.io/v1 is not served: install cert-manager first, or set cert-manager.install=true, or choose another TLS source (tls.secret, tls.crt, or cert-manager.enabled=false for generated certificates). With `helm template`, pass --api-versions cert-manager.io/v1" }}
 {{- end }}
 
@@ -133,5 +144,8 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- end }}
 {{- if and $v.registry.parent.credentialsSecret (not $v.registry.parent.url) }}
 {{- fail "registry.parent.credentialsSecret is set without registry.parent.url: name the parent the credentials are for, or remove it to use the connection string's sync token" }}
+{{- end }}
+{{- if and $v.httpEnabled (eq $v.registry.engine "acr") }}
+{{- fail "httpEnabled=true with registry.engine=acr is not supported by this chart: the acr engine serves one port; use registry.engine=distribution" }}
 {{- end }}
 {{- end }}

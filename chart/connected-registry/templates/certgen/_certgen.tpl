@@ -1,10 +1,12 @@
 {{/*
-cr.certgenPodTemplate: the pod of the certgen hook Job and of its renewal CronJob. Argument: (list $ "<ServiceAccount>")
+cr.certgenPodTemplate: the pod of the certgen hook Job and of its renewal CronJob.
+Argument: (list $ctx "<ServiceAccount>"), $ctx the context of cr.values.
 */}}
 {{- define "cr.certgenPodTemplate" -}}
 {{- $sa := index . 1 }}
-{{- with index . 0 }}
-{{- $v := include "cr.values" . | fromJson }}
+{{- $ctx := index . 0 }}
+{{- $v := $ctx.v }}
+{{- with $ctx.root -}}
 template:
   metadata:
     labels:
@@ -28,13 +30,13 @@ template:
     {{- end }}
     containers:
       - name: certgen
-        image: {{ include "cr.hooksImage" . }}
-        imagePullPolicy: {{ $v.hooks.image.pullPolicy }}
+        image: {{ include "cr.image" $ctx }}
+        imagePullPolicy: {{ $v.image.pullPolicy }}
         args:
           - certgen
           - --namespace={{ .Release.Namespace }}
-          - --secret={{ include "cr.tlsSecretName" . }}
-          - --ca-secret={{ include "cr.tlsSecretName" . }}-ca
+          - --secret={{ include "cr.tlsSecretName" $ctx }}
+          - --ca-secret={{ include "cr.tlsSecretName" $ctx }}-ca
           - --ip={{ $v.service.clusterIP }}
           - --dns={{ include "cr.serviceDNSNames" . | fromJsonArray | join "," }}
           - --key-algorithm={{ $v.tls.keyAlgorithm }}
@@ -48,26 +50,8 @@ template:
         resources:
           {{- toYaml $v.hooks.resources | nindent 10 }}
         volumeMounts:
-          - name: token
-            mountPath: /var/run/secrets/kubernetes.io/serviceaccount
-            readOnly: true
+          {{- include "cr.apiTokenMount" . | nindent 10 }}
     volumes:
-      # The API token, mounted explicitly: the ServiceAccount does not automount it.
-      - name: token
-        projected:
-          sources:
-            - serviceAccountToken:
-                path: token
-                expirationSeconds: 600
-            - configMap:
-                name: kube-root-ca.crt
-                items:
-                  - key: ca.crt
-                    path: ca.crt
-            - downwardAPI:
-                items:
-                  - path: namespace
-                    fieldRef:
-                      fieldPath: metadata.namespace
+      {{- include "cr.apiTokenVolume" 600 | nindent 6 }}
 {{- end }}
 {{- end }}

@@ -10,14 +10,12 @@
 
 {{/* cr.preflight.hasInput tells whether the hook needs its input Secret: a connection string or BYOC values. */}}
 {{- define "cr.preflight.hasInput" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- or (not (empty $v.connectionString)) (eq (include "cr.tlsSource" .) "byoc") }}
+{{- or (not (empty .v.connectionString)) (eq (include "cr.tlsSource" .) "byoc") }}
 {{- end }}
 
 {{/* cr.preflight.needsNodes tells whether the checks read nodes: a node selector to match. */}}
 {{- define "cr.preflight.needsNodes" -}}
-{{- $v := include "cr.values" . | fromJson }}
-{{- or (and $v.trustDistribution.enabled (eq (include "cr.useNodeSelector" .) "true")) (not (empty $v.registry.nodeSelector)) }}
+{{- or (and .v.trustDistribution.enabled (eq (include "cr.useNodeSelector" .) "true")) (not (empty .v.registry.nodeSelector)) }}
 {{- end }}
 
 {{/*
@@ -27,10 +25,9 @@ never depend on them (its FuzzParse proves it), so the check is as strong and th
 connection Secret.
 */}}
 {{- define "cr.preflight.maskedConnectionString" -}}
-{{- $v := include "cr.values" . | fromJson }}
 {{- $known := list "connectedregistryname" "synctokenname" "parentgatewayendpoint" "parentendpointprotocol" }}
 {{- $out := list }}
-{{- range (splitList ";" (trim ($v.connectionString | default ""))) }}
+{{- range (splitList ";" (trim (.v.connectionString | default ""))) }}
 {{- $kv := splitn "=" 2 . }}
 {{- if and (contains "=" .) (has (lower $kv._0) $known) }}
 {{- $out = append $out . }}

@@ -1,0 +1,505 @@
+{{/*
+The registry pod's parts. Each define takes the pod's context, which registry/deployment.yaml builds once:
+  v, root      the folded values and the chart's root, as every helper gets them (see cr.values);
+  acr          registry.engine=acr: Microsoft's connected-registry image instead of Distribution;
+  credentials  the Secret the Distribution engine's credential helper reads, empty for an anonymous parent;
+  caBundle     the PEM trusted for the parent besides the system roots (registry.parent.caBundle, proxyCert);
+  proxy        the Arc extension's outbound proxy is on;
+  gateMode     how the registry reaches its parent (cr.parentGate): "" directly, "connect" or "forward".
+The registry and registry-http containers are one define, cr.registry.container, with http false or true.
+*/}}
+
+{{- /*
+cr.parentGate: how the registry reaches its parent: "" directly (the acr engine, or
+registry.parent.responseTimeout=0s), "connect" through the parent gate as its HTTPS_PROXY, "forward" with the gate
+as its remoteurl as well (registry.parent.shareFetches). Argument: the context of cr.values.
+*/}}
+{{- define "cr.parentGate" -}}
+{{- if and (ne .v.registry.engine "acr") (not (regexMatch "^(0+(\\.0+)?(ms|h|m|s))+$" (toString .v.registry.parent.responseTimeout))) }}
+{{- ternary "forward" "connect" .v.registry.parent.shareFetches }}
+{{- end }}
+{{- end }}
+
+{{- /* The parent gate's address on the pod's loopback. */}}
+{{- define "cr.parentGateAddr" -}}
+127.0.0.1:5128
+{{- end }}
+
+{{- /* The registry's proxy.remoteurl: the parent, or the parent gate that forwards to it. */}}
+{{- define "cr.remoteURL" -}}
+{{- if eq (include "cr.parentGate" .) "forward" }}
+{{- printf "http://%s" (include "cr.parentGateAddr" .) }}
+{{- else }}
+{{- include "cr.parentURL" . }}
+{{- end }}
+{{- end }}
+
+{{- /* cr.registry.parentCAEnv: the parent's private CA (and a proxy's certificate) besides the system roots. */}}
+{{- define "cr.registry.parentCAEnv" -}}
+{{- if .caBundle }}
+# The parent's private CA (and a proxy's certificate) in addition to the image's system roots.
+- name: SSL_CERT_FILE
+  value: /etc/connected-registry/parent-ca/ca.crt
+- name: SSL_CERT_DIR
+  value: /etc/ssl/certs
+{{- end }}
+{{- end }}
+
+{{- /*
+cr.registry.parentEnv: how a registry container of either engine reaches its parent: the private CA, the
+outbound proxy, and the parent gate.
+*/}}
+{{- define "cr.registry.parentEnv" -}}
+{{- $gateURL := printf "http://%s" (include "cr.parentGateAddr" .) }}
+{{- include "cr.registry.parentCAEnv" . }}
+{{- if .proxy }}
+{{- $p := .v.Azure.proxySettings }}
+{{- with $p.httpProxy }}
+- name: HTTP_PROXY
+  value: {{ . | quote }}
+{{- end }}
+{{- if .gateMode }}
+# To the parent through the parent gate, which uses the outbound proxy.
+- name: HTTPS_PROXY
+  value: {{ $gateURL }}
+{{- else }}
+{{- with $p.httpsProxy }}
+- name: HTTPS_PROXY
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- $noProxy := list }}
+{{- with $p.noProxy }}{{ $noProxy = append $noProxy . }}{{ end }}
+{{- $noProxy = append $noProxy .v.service.clusterIP }}
+{{- if .v.service.cidr }}
+{{- $noProxy = append $noProxy .v.service.cidr }}
+{{- else }}
+{{- $serviceCIDR := lookup "networking.k8s.io/v1" "ServiceCIDR" "" "kubernetes" }}
+{{- with $serviceCIDR }}{{ $noProxy = concat $noProxy .spec.cidrs }}{{ end }}
+{{- end }}
+{{- $noProxy = concat $noProxy (list "localhost" "127.0.0.1" ".svc" ".svc.cluster.local" "kubernetes.default") }}
+- name: NO_PROXY
+  value: {{ join "," (uniq $noProxy) | quote }}
+{{- else if .gateMode }}
+# To the parent through the parent gate (registry.parent.responseTimeout).
+- name: HTTPS_PROXY
+  value: {{ $gateURL }}
+{{- end }}
+{{- end }}
+
+{{- /* cr.registry.parentCAMount mounts the parent's CA bundle (cr.parentCABundle) for SSL_CERT_FILE. */}}
+{{- define "cr.registry.parentCAMount" -}}
+{{- if .caBundle }}
+- name: parent-ca
+  mountPath: /etc/connected-registry/parent-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- /*
+cr.registry.container: a container of the Distribution engine: "registry" on HTTPS, or with http "registry-http",
+plain HTTP on the Service's port 80 (httpEnabled) with the same configuration and cache.
+*/}}
+{{- define "cr.registry.container" -}}
+{{- $r := .v.registry -}}
+{{- if .http -}}
+# Plain HTTP on the Service's port 80 (httpEnabled): the same registry configuration and cache, without TLS.
+{{ end -}}
+- name: {{ ternary "registry-http" "registry" (.http | default false) }}
+  image: {{ printf "%s:%s" $r.image.repository $r.image.tag }}
+  args: ["serve", "/etc/distribution/config.yml"]
+  imagePullPolicy: {{ $r.image.pullPolicy }}
+  env:
+    # Distribution v3 exports traces to localhost:4318 unless told not to.
+    - name: OTEL_TRACES_EXPORTER
+      value: none
+    - name: CONNECTED_REGISTRY_PARENT_CREDENTIALS
+      value: /etc/connected-registry/parent
+    {{- if not $r.parent.http2 }}
+    # HTTP/1.1 to the parent (registry.parent.http2=false).
+    - name: GODEBUG
+      value: http2client=0
+    {{- end }}
+    {{- with include "cr.registry.parentEnv" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- if .http }}
+    - name: REGISTRY_HTTP_ADDR
+      value: ":5080"
+    - name: REGISTRY_HTTP_TLS_CERTIFICATE
+      value: ""
+    - name: REGISTRY_HTTP_TLS_KEY
+      value: ""
+    {{- end }}
+  {{- if .http }}
+  ports:
+    - name: http
+      containerPort: 5080
+      protocol: TCP
+  readinessProbe:
+    httpGet:
+      path: /
+      port: http
+    periodSeconds: 5
+  {{- else }}
+  ports:
+    - name: https
+      containerPort: 5443
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /
+      port: https
+      scheme: HTTPS
+    periodSeconds: 2
+    failureThreshold: 60
+  readinessProbe:
+    httpGet:
+      path: /
+      port: https
+      scheme: HTTPS
+    periodSeconds: 5
+  livenessProbe:
+    httpGet:
+      path: /
+      port: https
+      scheme: HTTPS
+    periodSeconds: 20
+    failureThreshold: 6
+  {{- end }}
+  securityContext:
+    {{- toYaml $r.securityContext | nindent 4 }}
+  resources:
+    {{- toYaml $r.resources | nindent 4 }}
+  volumeMounts:
+    - name: config
+      mountPath: /etc/distribution
+      readOnly: true
+    {{- if not .http }}
+    - name: tls
+      mountPath: /etc/connected-registry/tls
+      readOnly: true
+    {{- end }}
+    - name: data
+      mountPath: /var/lib/registry
+    {{- if .credentials }}
+    - name: parent-credentials
+      mountPath: /etc/connected-registry/parent
+      readOnly: true
+    - name: helpers
+      mountPath: /helpers
+      readOnly: true
+    {{- end }}
+    {{- if $r.clientAuthSecret }}
+    - name: client-auth
+      mountPath: /etc/connected-registry/auth
+      readOnly: true
+    {{- end }}
+    {{- with include "cr.registry.parentCAMount" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{- /* cr.registry.acrContainer: Microsoft's connected-registry image (registry.engine=acr). */}}
+{{- define "cr.registry.acrContainer" -}}
+{{- $r := .v.registry -}}
+- name: registry
+  image: {{ printf "%s:%s" $r.acrImage.repository $r.acrImage.tag }}
+  imagePullPolicy: {{ $r.image.pullPolicy }}
+  env:
+    - name: ACR_REGISTRY_CONNECTION_STRING
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "cr.fullname" .root }}-connection
+          key: connectionString
+    - name: ACR_REGISTRY_CERTIFICATE_VOLUME
+      value: /var/acr/certs
+    - name: ACR_REGISTRY_DATA_VOLUME
+      value: /var/acr/data
+    {{- with include "cr.registry.parentEnv" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: https
+      containerPort: 8080
+      protocol: TCP
+  readinessProbe:
+    tcpSocket:
+      port: https
+    periodSeconds: 5
+  livenessProbe:
+    tcpSocket:
+      port: https
+    periodSeconds: 20
+    failureThreshold: 6
+  securityContext:
+    {{- toYaml $r.securityContext | nindent 4 }}
+  resources:
+    {{- toYaml $r.resources | nindent 4 }}
+  volumeMounts:
+    - name: tls
+      mountPath: /var/acr/certs
+      readOnly: true
+    - name: data
+      mountPath: /var/acr/data
+    {{- with include "cr.registry.parentCAMount" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{- /* cr.registry.tlsReloader publishes the CA to the trust bundle and feeds the registry its certificate. */}}
+{{- define "cr.registry.tlsReloader" -}}
+{{- $fullname := include "cr.fullname" .root -}}
+- name: tls-reloader
+  image: {{ include "cr.image" . }}
+  imagePullPolicy: {{ .v.image.pullPolicy }}
+  # A native sidecar: it starts before the registry, and the registry starts once it wrote the certificate.
+  restartPolicy: Always
+  args:
+    - tls-reloader
+    - --namespace={{ .root.Release.Namespace }}
+    - --secret={{ include "cr.tlsSecretName" . }}
+    - --bundle-configmap={{ $fullname }}-trust-bundle
+    {{- if eq (include "cr.trustEnabled" .) "true" }}
+    - --daemonset={{ $fullname }}-trust-agent
+    {{- end }}
+    {{- if not .acr }}
+    {{- /* The acr engine mounts the Secret and reloads on its own terms: only the CA bundle is published. */}}
+    - --tls-dir=/etc/connected-registry/tls
+    - --addr=127.0.0.1:5443
+    - --process=registry
+    {{- end }}
+    - --health-addr=:8082
+    - --log-level={{ .v.logLevel }}
+  startupProbe:
+    httpGet:
+      path: /started
+      port: 8082
+    periodSeconds: 1
+    failureThreshold: 600
+  # The pod's user, the registry's: only a process of the same user may be signalled without CAP_KILL.
+  securityContext:
+    {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
+  resources:
+    {{- toYaml .v.hooks.resources | nindent 4 }}
+  volumeMounts:
+    {{- if not .acr }}
+    - name: tls
+      mountPath: /etc/connected-registry/tls
+    {{- end }}
+    {{- include "cr.apiTokenMount" . | nindent 4 }}
+{{- end }}
+
+{{- /* cr.registry.credentialHelper: the init container that installs the parent's credential helper. */}}
+{{- define "cr.registry.credentialHelper" -}}
+# Delivers our static credential helper into the registry container, so Distribution's proxy.exec finds
+# it in any registry image (the official Alpine one and a shell-less one alike).
+- name: credential-helper
+  image: {{ include "cr.image" . }}
+  imagePullPolicy: {{ .v.image.pullPolicy }}
+  args:
+    - install-credential-helper
+    - --dest=/helpers/docker-credential-connected-registry
+  securityContext:
+    {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
+  resources:
+    {{- toYaml .v.hooks.resources | nindent 4 }}
+  volumeMounts:
+    - name: helpers
+      mountPath: /helpers
+{{- end }}
+
+{{- /* cr.registry.parentGate: the sidecar the registry reaches its parent through (see cr.parentGate). */}}
+{{- define "cr.registry.parentGate" -}}
+{{- $parent := .v.registry.parent }}
+{{- $forward := eq .gateMode "forward" -}}
+# The parent gate, a native sidecar (it starts before the registry and stops after it): the registry
+# reaches its parent through it, and it cuts connections the parent leaves unanswered for
+# registry.parent.responseTimeout, so pulls of cached content do not wait for a silent parent. With
+# registry.parent.shareFetches it is the registry's remoteurl as well, and concurrent requests for a blob
+# the cache lacks share one fetch from the parent.
+- name: parent-gate
+  image: {{ include "cr.image" . }}
+  imagePullPolicy: {{ .v.image.pullPolicy }}
+  restartPolicy: Always
+  args:
+    - parent-gate
+    - --listen={{ include "cr.parentGateAddr" . }}
+    - --response-timeout={{ $parent.responseTimeout }}
+    - --dial-timeout={{ $parent.responseTimeout }}
+    {{- if $forward }}
+    - --parent={{ include "cr.parentURL" . }}
+    - --spool-dir=/var/spool/parent-gate
+    {{- end }}
+  {{- if or .proxy .caBundle }}
+  env:
+    {{- if .proxy }}
+    {{- $p := .v.Azure.proxySettings }}
+    # The outbound proxy carries the gate's connections to the parent.
+    - name: HTTPS_PROXY
+      value: {{ $p.httpsProxy | default $p.httpProxy | quote }}
+    {{- with $p.noProxy }}
+    - name: NO_PROXY
+      value: {{ . | quote }}
+    {{- end }}
+    {{- end }}
+    {{- with include "cr.registry.parentCAEnv" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+  securityContext:
+    {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
+  resources:
+    {{- toYaml $parent.gate.resources | nindent 4 }}
+  {{- if or .caBundle $forward }}
+  volumeMounts:
+    {{- with include "cr.registry.parentCAMount" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- if $forward }}
+    - name: gate-spool
+      mountPath: /var/spool/parent-gate
+    {{- end }}
+  {{- end }}
+{{- end }}
+
+{{- /* cr.registry.volumes: the registry pod's volumes. */}}
+{{- define "cr.registry.volumes" -}}
+{{- $r := .v.registry }}
+{{- $fullname := include "cr.fullname" .root }}
+{{- if .acr -}}
+- name: tls
+  secret:
+    secretName: {{ include "cr.tlsSecretName" . }}
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- else -}}
+- name: config
+  configMap:
+    name: {{ $fullname }}-config
+# The registry's certificate and key, as the tls-reloader writes them from {{ include "cr.tlsSecretName" . }};
+# in memory, never on the node's disk.
+- name: tls
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
+- name: data
+  persistentVolumeClaim:
+    claimName: {{ $fullname }}-data
+{{- with .credentials }}
+- name: parent-credentials
+  secret:
+    secretName: {{ . }}
+- name: helpers
+  emptyDir:
+    sizeLimit: 128Mi
+{{- end }}
+{{- with $r.clientAuthSecret }}
+- name: client-auth
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: htpasswd
+        path: htpasswd
+{{- end }}
+{{- if .caBundle }}
+- name: parent-ca
+  configMap:
+    name: {{ $fullname }}-parent-ca
+{{- end }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- if eq .gateMode "forward" }}
+# Blobs the parent gate fetches for concurrent requests, while they stream: unlinked files, gone when the
+# last request has its copy.
+- name: gate-spool
+  emptyDir: {}
+{{- end }}
+{{ include "cr.apiTokenVolume" 3600 }}
+{{- end }}
+
+{{- /*
+cr.registry.configMap: the ConfigMap of the Distribution engine's configuration, rendered by
+registry/configmap.yaml; the registry pod's checksum/config annotation hashes this same text.
+*/}}
+{{- define "cr.registry.configMap" -}}
+{{- $v := .v }}
+{{- if eq $v.registry.engine "distribution" }}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "cr.fullname" .root }}-config
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "cr.labels" (list .root "registry") | nindent 4 }}
+data:
+  {{- /* Distribution v3 configuration. Holds no secret: the parent's credentials come from the credential
+  helper, which reads the mounted Secret; Distribution asks it again after proxy.exec.lifetime, so a rotated
+  sync token or credentials Secret is picked up without a restart. */}}
+  config.yml: |
+    version: 0.1
+    log:
+      level: {{ $v.registry.logLevel }}
+      formatter: text
+      fields:
+        service: connected-registry
+    storage:
+      filesystem:
+        rootdirectory: /var/lib/registry
+      cache:
+        blobdescriptor: inmemory
+      maintenance:
+        uploadpurging:
+          enabled: true
+          age: 168h
+          interval: 24h
+          dryrun: false
+        {{- if eq $v.registry.mode "ReadOnly" }}
+        readonly:
+          enabled: true
+        {{- end }}
+    http:
+      addr: :5443
+      net: tcp
+      tls:
+        certificate: /etc/connected-registry/tls/tls.crt
+        key: /etc/connected-registry/tls/tls.key
+        minimumtls: tls1.2
+      headers:
+        X-Content-Type-Options: [nosniff]
+      draintimeout: 10s
+      http2:
+        disabled: {{ not $v.registry.http2 }}
+    {{- with $v.registry.clientAuthSecret }}
+    auth:
+      htpasswd:
+        realm: connected-registry
+        path: /etc/connected-registry/auth/htpasswd
+    {{- end }}
+    health:
+      storagedriver:
+        enabled: true
+        interval: 10s
+        threshold: 3
+    proxy:
+      {{- if eq (include "cr.parentGate" .) "forward" }}
+      # The parent gate on the pod's loopback, in plain HTTP: it speaks TLS to {{ include "cr.parentURL" . }}.
+      {{- end }}
+      remoteurl: {{ include "cr.remoteURL" . | quote }}
+      {{- if include "cr.parentCredentialsSecret" . }}
+      exec:
+        command: /helpers/docker-credential-connected-registry
+        lifetime: 5m
+      {{- end }}
+      ttl: {{ $v.registry.cache.ttl | quote }}
+{{ end }}
+{{- end }}
