@@ -11,8 +11,8 @@ import (
 
 	"helm.sh/helm/v3/pkg/chart"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
 	"github.com/connected-registry/connected-registry/internal/cli"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 	crkustomize "github.com/connected-registry/connected-registry/kustomize"
 	"github.com/connected-registry/connected-registry/postrender"
 )

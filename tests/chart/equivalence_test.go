@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 )
 
 // The renders of the equivalence matrix are a tool for refactoring the chart's templates: dump them before a

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connected-registry/connected-registry/internal/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 )
 
 // TestValuesFoldedOncePerTemplate: cr.values (the flat-key fold and its JSON round trip) runs at most once at the
