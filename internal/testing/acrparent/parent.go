@@ -48,11 +48,11 @@ type Options struct {
 	// and the storage host listens on its address. Default: localhost:0 when Addr's host is a loopback IP, else
 	// Addr's host with port 0.
 	//
-	// Another host NAME matters, as blob.core.windows.net is another name than azurecr.io: Go's HTTP client
-	// keeps a request's headers, Authorization included, on a redirect to the same host name on another port
-	// (go-containerregistry sets its token on the request it is given, so the redirected request carries it),
-	// and go-containerregistry v0.22 refuses redirects to another IP literal that is private or loopback
-	// ("SSRF protection"). A name that is not an IP literal passes both, as a real storage host does.
+	// Another host name is what ACR has (blob.core.windows.net beside azurecr.io). An IP literal of its own
+	// does not do on loopback: go-containerregistry v0.22 refuses a redirect to another IP literal that is
+	// private or loopback ("SSRF protection"); a name, or the same IP on another port, passes. On the same
+	// host name, Go's HTTP client copies the headers its caller set (Authorization included) to the redirect;
+	// headers a RoundTripper adds (go-containerregistry's and Distribution's tokens) are not copied.
 	StorageAddr string
 	// CA signs the certificates of both listeners.
 	CA *testenv.CA
