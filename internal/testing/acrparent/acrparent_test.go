@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/connected-registry/connected-registry/internal/connstring"
 	"github.com/connected-registry/connected-registry/internal/testenv"
 )
 
@@ -578,7 +579,15 @@ func TestConnectedRegistryPullsAnUncachedImage(t *testing.T) {
 	idx, err := random.Index(16<<10, 2, 2)
 	must(t, err)
 	must(t, p.Push(ctx, "demo/app:v1", idx))
-	cr := startProxy(t, ctx, ca, p.URL, p.SyncToken)
+	// Configured from the connection string, as the chart configures it.
+	cs, err := connstring.Parse(p.ConnectionString("edge1"))
+	if err != nil {
+		t.Fatalf("the parent's connection string does not parse: %v", err)
+	}
+	if cs.ParentURL() != p.URL {
+		t.Fatalf("the connection string names the parent %s, want %s", cs.ParentURL(), p.URL)
+	}
+	cr := startProxy(t, ctx, ca, cs.ParentURL(), Account{Name: cs.SyncTokenName, Password: cs.SyncTokenPassword})
 
 	mark := p.Log()
 	start := time.Now()
