@@ -223,7 +223,8 @@ func Start(ctx context.Context, o Options) (*Parent, error) {
 }
 
 // Stop stops the front, the storage host and the Distribution process (killed, as testenv's parent is).
-// Distribution's storage stays in Dir/data: Start with the same Options serves it again.
+// Distribution's storage stays in Dir/data: Start with the same Options (and a fixed Addr port) serves it again, with
+// new keys (clients fetch new tokens).
 func (p *Parent) Stop() {
 	if p == nil {
 		return
