@@ -28,7 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/connected-registry/connected-registry/internal/connstring"
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 // registryBinary finds Distribution v3.1.2's registry binary: $REGISTRY_BIN, or bin/registry at the root of

@@ -24,7 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/connected-registry/connected-registry/internal/connstring"
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 // Defaults of Options.

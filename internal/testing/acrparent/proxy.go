@@ -13,7 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/connected-registry/connected-registry/internal/testenv"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 // ProxyOptions describe a connected registry: Distribution as a pull-through cache (proxy:) of a parent.
