@@ -83,8 +83,8 @@ func commands() []command {
 		},
 		{
 			name:    "parent-gate",
-			summary: "run the CONNECT proxy the registry reaches its parent through, which cuts connections the parent leaves unanswered so pulls of cached content do not wait",
-			new:     func(s Streams) Options { return &ParentGateOptions{Log: s.Err} },
+			summary: "next to the registry: its remoteurl, forwarding its reads to the parent, the parent's token endpoint and storage hosts, with bounded waits and shared blob fetches",
+			new:     func(s Streams) Options { return &ParentGateOptions{LogOut: s.Err} },
 		},
 		{
 			name:    CredentialHelperCommand,

@@ -75,24 +75,30 @@ func (k *KubeOptions) complete(userAgent string) error {
 
 // completeLogger builds the logger from LogLevel and LogOut.
 func (k *KubeOptions) completeLogger() error {
-	var level slog.Level
-	switch strings.ToLower(k.LogLevel) {
-	case "error":
-		level = slog.LevelError
-	case "warn", "warning":
-		level = slog.LevelWarn
-	case "info", "":
-		level = slog.LevelInfo
-	case "debug":
-		level = slog.LevelDebug
-	default:
-		return usageErrorf("--log-level %q is not error, warn, info or debug", k.LogLevel)
-	}
 	if k.LogOut == nil {
 		k.LogOut = io.Discard
 	}
-	k.log = slog.New(slog.NewTextHandler(k.LogOut, &slog.HandlerOptions{Level: level}))
-	return nil
+	log, err := newLogger(k.LogLevel, k.LogOut)
+	k.log = log
+	return err
+}
+
+// newLogger logs to out from level on: error, warn, info (or empty) or debug.
+func newLogger(level string, out io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "error":
+		l = slog.LevelError
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "info", "":
+		l = slog.LevelInfo
+	case "debug":
+		l = slog.LevelDebug
+	default:
+		return nil, usageErrorf("--log-level %q is not error, warn, info or debug", level)
+	}
+	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: l})), nil
 }
 
 // completeClient fills in the namespace and the client.
