@@ -87,7 +87,7 @@ type Gate struct {
 	realms  map[string]bool          // token realms the parent announced
 	// reported is when a refusal of the parent was last logged, by what, account and answer.
 	reported map[string]time.Time
-	now     func() time.Time
+	now      func() time.Time
 
 	spooled atomic.Int64 // bytes reserved by spooled blobs
 
