@@ -179,6 +179,11 @@ func (g *Gate) fetchToken(req *http.Request) (*tokenAnswer, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		g.reportRefusal(req, resp, true, body)
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			// Distribution logs the message of an error answer: let it name the sync token and the answer.
+			a.body = refusalAnswer(accountOf(req), resp.Status, answerDetail(body))
+			a.header = http.Header{"Content-Type": {"application/json"}}
+		}
 		return a, nil
 	}
 	var t struct {
@@ -260,6 +265,17 @@ func answerDetail(body []byte) string {
 		return strings.TrimSpace(e.Errors[0].Code + " " + e.Errors[0].Message)
 	}
 	return ""
+}
+
+// refusalAnswer is an error answer of the distribution API that says which account the token endpoint refused,
+// and how.
+func refusalAnswer(account, status, detail string) []byte {
+	msg := fmt.Sprintf("the parent's token endpoint refused the sync token %q with %s", account, status)
+	if detail != "" {
+		msg += ": " + detail
+	}
+	b, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": "UNAUTHORIZED", "message": msg}}})
+	return b
 }
 
 // retryWithFreshToken returns out again with a new token, when the parent refused a token the gate handed out
