@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/connected-registry/connected-registry/internal/challenge"
 )
 
 // Token handling limits.
@@ -36,16 +38,16 @@ func (g *Gate) rewriteChallenges(resp *http.Response, gateHost string) {
 	}
 	rewritten := make([]string, 0, len(values))
 	for _, v := range values {
-		cs, err := parseChallenges(v)
+		cs, err := challenge.Parse(v)
 		if err != nil {
 			rewritten = append(rewritten, v)
 			continue
 		}
 		for i, c := range cs {
-			if !strings.EqualFold(c.scheme, "bearer") {
+			if !strings.EqualFold(c.Scheme, "bearer") {
 				continue
 			}
-			realm, ok := c.param("realm")
+			realm, ok := c.Param("realm")
 			if !ok {
 				continue
 			}
@@ -55,9 +57,9 @@ func (g *Gate) rewriteChallenges(resp *http.Response, gateHost string) {
 				continue
 			}
 			g.allowRealm(u)
-			cs[i].set("realm", (&url.URL{Scheme: "http", Host: gateHost, Path: TokenPath, RawQuery: url.Values{"realm": {u.String()}}.Encode()}).String())
+			cs[i].Set("realm", (&url.URL{Scheme: "http", Host: gateHost, Path: TokenPath, RawQuery: url.Values{"realm": {u.String()}}.Encode()}).String())
 		}
-		rewritten = append(rewritten, formatChallenges(cs))
+		rewritten = append(rewritten, challenge.Format(cs))
 	}
 	resp.Header["Www-Authenticate"] = rewritten
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/connected-registry/connected-registry/internal/challenge"
 )
 
 // tokenParent stands in for a registry with token auth, as ACR answers: /v2/ challenges with a Bearer realm on
@@ -136,11 +138,11 @@ func (c registryClient) realm() (*url.URL, string) {
 	require.NoError(c.t, err)
 	resp.Body.Close()
 	require.Equal(c.t, http.StatusUnauthorized, resp.StatusCode)
-	cs, err := parseChallenges(resp.Header.Get("WWW-Authenticate"))
+	cs, err := challenge.Parse(resp.Header.Get("WWW-Authenticate"))
 	require.NoError(c.t, err)
 	require.Len(c.t, cs, 1)
-	realm, _ := cs[0].param("realm")
-	service, _ := cs[0].param("service")
+	realm, _ := cs[0].Param("realm")
+	service, _ := cs[0].Param("service")
 	u, err := url.Parse(realm)
 	require.NoError(c.t, err)
 	require.Equal(c.t, c.gate.Host, u.Host, "Distribution keeps a Bearer challenge only when its realm is on the remoteurl's host:port")
@@ -355,27 +357,4 @@ func silentListenerClosed(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
-}
-
-func TestChallenges(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct{ name, in, out string }{
-		{"a Bearer challenge should keep its parameters in order", `Bearer realm="https://r.example/token",service="r.example",scope="repository:a:pull"`,
-			`Bearer realm="https://r.example/token",service="r.example",scope="repository:a:pull"`},
-		{"unquoted values and spaces should be read", `bearer   realm=https://r.example/token , service=r.example`, `bearer realm="https://r.example/token",service="r.example"`},
-		{"two challenges in one value should both be kept", `Basic realm="x", Bearer realm="https://r.example/t",service="s"`,
-			`Basic realm="x", Bearer realm="https://r.example/t",service="s"`},
-		{"escapes in a quoted string should survive", `Bearer realm="https://r.example/t",error="a \"quoted\" word"`, `Bearer realm="https://r.example/t",error="a \"quoted\" word"`},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			cs, err := parseChallenges(tt.in)
-			require.NoError(t, err)
-			require.Equal(t, tt.out, formatChallenges(cs))
-		})
-	}
-	for _, bad := range []string{`Bearer realm="unterminated`, `=x`, `Bearer realm=`} {
-		_, err := parseChallenges(bad)
-		require.Error(t, err, bad)
-	}
 }

@@ -1,44 +1,49 @@
-package parentgate
+// Package challenge reads and writes the challenges of a WWW-Authenticate header (RFC 9110 section 11.6.1), as
+// registries send them: `Bearer realm="https://…/token",service="…"`.
+package challenge
 
 import (
 	"errors"
 	"strings"
 )
 
-// challenge is one challenge of a WWW-Authenticate header (RFC 9110 section 11.6.1): a scheme and its
-// parameters.
-type challenge struct {
-	scheme string
-	params []param
+// Challenge is one challenge: a scheme and its parameters, in order.
+type Challenge struct {
+	Scheme string
+	Params []Param
 }
 
-type param struct{ key, value string }
+// Param is a parameter of a challenge.
+type Param struct{ Key, Value string }
 
-func (c challenge) param(key string) (string, bool) {
-	for _, p := range c.params {
-		if strings.EqualFold(p.key, key) {
-			return p.value, true
+// Param returns the value of the parameter key (case-insensitive).
+func (c Challenge) Param(key string) (string, bool) {
+	for _, p := range c.Params {
+		if strings.EqualFold(p.Key, key) {
+			return p.Value, true
 		}
 	}
 	return "", false
 }
 
-func (c *challenge) set(key, value string) {
-	for i, p := range c.params {
-		if strings.EqualFold(p.key, key) {
-			c.params[i].value = value
+// Set sets the parameter key, keeping its place when it exists.
+func (c *Challenge) Set(key, value string) {
+	for i, p := range c.Params {
+		if strings.EqualFold(p.Key, key) {
+			c.Params[i].Value = value
 			return
 		}
 	}
-	c.params = append(c.params, param{key, value})
+	c.Params = append(c.Params, Param{key, value})
 }
 
-var errChallenge = errors.New("not a WWW-Authenticate header the gate understands")
+// ErrSyntax is returned for a header value that is not a list of challenges with parameters.
+var ErrSyntax = errors.New("not a WWW-Authenticate value of challenges with parameters")
 
-// parseChallenges reads the challenges of one WWW-Authenticate value: `Bearer realm="…",service="…"`, several of
+// Parse reads the challenges of one WWW-Authenticate value: `Bearer realm="…",service="…"`, several of
 // them separated by commas. Challenges with a token68 instead of parameters are not understood.
-func parseChallenges(s string) ([]challenge, error) {
-	var cs []challenge
+func Parse(s string) ([]Challenge, error) {
+	var cs []Challenge
 	i := 0
 	skip := func(set string) {
 		for i < len(s) && strings.IndexByte(set, s[i]) >= 0 {
@@ -52,9 +57,9 @@ func parseChallenges(s string) ([]challenge, error) {
 		}
 		scheme := readToken(s, &i)
 		if scheme == "" {
-			return nil, errChallenge
+			return nil, ErrSyntax
 		}
-		c := challenge{scheme: scheme}
+		c := Challenge{Scheme: scheme}
 		for {
 			skip(" \t")
 			for i < len(s) && s[i] == ',' {
@@ -67,7 +72,7 @@ func parseChallenges(s string) ([]challenge, error) {
 			start := i
 			key := readToken(s, &i)
 			if key == "" {
-				return nil, errChallenge
+				return nil, ErrSyntax
 			}
 			skip(" \t")
 			if i >= len(s) || s[i] != '=' {
@@ -78,9 +83,9 @@ func parseChallenges(s string) ([]challenge, error) {
 			skip(" \t")
 			value, ok := readValue(s, &i)
 			if !ok {
-				return nil, errChallenge
+				return nil, ErrSyntax
 			}
-			c.params = append(c.params, param{key, value})
+			c.Params = append(c.Params, Param{key, value})
 		}
 		cs = append(cs, c)
 	}
@@ -128,23 +133,23 @@ func readValue(s string, i *int) (string, bool) {
 	return "", false
 }
 
-// formatChallenges writes challenges back as one header value, every parameter quoted.
-func formatChallenges(cs []challenge) string {
+// Format writes challenges back as one header value, every parameter quoted.
+func Format(cs []Challenge) string {
 	var b strings.Builder
 	for i, c := range cs {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(c.scheme)
-		for j, p := range c.params {
+		b.WriteString(c.Scheme)
+		for j, p := range c.Params {
 			if j == 0 {
 				b.WriteByte(' ')
 			} else {
 				b.WriteByte(',')
 			}
-			b.WriteString(p.key)
+			b.WriteString(p.Key)
 			b.WriteString(`="`)
-			b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p.value))
+			b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p.Value))
 			b.WriteByte('"')
 		}
 	}
