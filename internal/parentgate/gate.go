@@ -1,26 +1,26 @@
-// Package parentgate is the registry's way to its parent: a reverse proxy for the parent's registry API that
-// fetches each blob once however many requests want it at the same time, and an HTTP CONNECT proxy for
-// everything else the registry reaches over TLS (the parent's token realm). Both bound what a silent parent
-// costs.
+// Package parentgate is the registry's way to its parent: a reverse proxy, on the pod's loopback, for the
+// parent's registry API. The registry's proxy.remoteurl names the gate in plain HTTP; the gate speaks TLS to the
+// parent, to the token endpoint the parent announces and to the storage hosts the parent redirects blobs to, and
+// to nothing else.
 //
-// Distribution's pull-through proxy asks the parent for every tag it serves and falls back to its cache only
-// when that request fails. It uses Go's default HTTP transport, whose timeouts are fixed in code: a parent that
-// accepts connections and never answers holds every tag pull for the 10 s TLS handshake timeout, and a parent
-// that hangs while the registry holds a keep-alive connection to it holds them until the client gives up.
-// Nothing in Distribution's configuration changes that. The gate watches every connection it opens to the
-// parent: when bytes it sent stay unanswered for ResponseTimeout, and the parent has sent nothing on any
-// connection for as long, it cuts the connection, and for Cooldown refuses new connections to that parent at
-// once, so the registry serves its cache without waiting. A parent that is busy, streaming other responses
-// while this one is slow to start, is not silent and keeps its connections. Only bytes the parent answers
-// count: the TLS handshake's first flight and the requests, not TLS's own messages that have no answer (the
-// client's Finished of TLS 1.3, which is the last thing on the wire of a connection opened and left idle; the
-// closing alert). The gate watches its own connections above TLS, and the registry's tunnels by their records.
+// It does four things Distribution's pull-through proxy does not do on its own:
 //
-// Distribution also fetches a blob from the parent once per concurrent request: only the first request stores
-// it, every other one streams its own copy (proxyBlobStore.ServeBlob). Ten sites' nodes pulling one new image
-// at once cost the uplink ten copies. With Parent set, the registry's remoteurl names the gate on the pod's
-// loopback, in plain HTTP; the gate speaks TLS to the parent and lets concurrent GETs of one blob share one
-// fetch, spooled to an unlinked file that every request streams from as the bytes arrive.
+//   - Token auth behind a proxy. Distribution keeps a Bearer challenge only when the realm's host:port equals its
+//     remoteurl's, or both share a registrable domain, which a loopback address never does. The gate rewrites the
+//     realm of every challenge to a token path of its own and forwards token requests to the realm the parent
+//     announced, so the registry authenticates exactly as it would pointed at the parent. It also keeps each token
+//     until shortly before it expires and hands it out again: Distribution asks for a token on every request.
+//   - Bounded waits. Distribution's timeouts are fixed in its code: a parent that accepts connections and never
+//     answers holds every tag pull for the 10 s TLS handshake timeout, and one that hangs on a kept-alive
+//     connection holds it until the client gives up. The gate watches every connection it opens: when bytes it
+//     sent stay unanswered for ResponseTimeout, and the parent has sent nothing on any connection for as long, it
+//     cuts the connection, and for Cooldown refuses new connections to that host at once, so the registry serves
+//     its cache without waiting. A body that stops arriving for BodyTimeout is cut too.
+//   - One fetch per blob. Distribution fetches a blob from the parent once per concurrent request: only the
+//     first request stores it, every other one streams its own copy. With ShareFetches, concurrent GETs of one
+//     blob share one fetch, spooled to a file every request streams from as the bytes arrive.
+//   - Checked bytes. A blob's bytes are hashed as they stream; the last byte goes out only when the digest
+//     matches, so no request ever gets a complete body that is not the blob it asked for.
 package parentgate
 
 import (
@@ -30,56 +30,155 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Gate is the proxy. Its zero value is not usable; fill the durations.
+// TokenPath is where the gate answers the registry's token requests; the realm it rewrites challenges to.
+const TokenPath = "/_gate/token"
+
+// Gate is the proxy. Its zero value is not usable: set Parent and the durations.
 type Gate struct {
-	// Parent is the parent registry's URL (https://host[:port]). When set, requests other than CONNECT are
-	// forwarded to it; when nil they are refused.
+	// Parent is the parent registry's URL (https://host[:port]). Only GET and HEAD of its registry API (/v2/) are
+	// forwarded.
 	Parent *url.URL
-	// TLSConfig is used for connections to Parent; nil verifies it against the system roots (SSL_CERT_FILE).
-	// The gate speaks HTTP/1.1 to Parent.
+	// TLSConfig is used for connections to the parent, its token endpoint and its storage hosts; nil verifies
+	// them against the system roots (SSL_CERT_FILE). The gate speaks HTTP/1.1.
 	TLSConfig *tls.Config
-	// SpoolDir holds blobs fetched for concurrent requests, as unlinked files; empty is os.TempDir().
+	// ShareFetches lets concurrent GETs of one blob share one fetch, spooled in SpoolDir.
+	ShareFetches bool
+	// SpoolDir holds the blobs shared fetches stream from; empty is os.TempDir(). Give the gate a directory of its
+	// own: Sweep empties it.
 	SpoolDir string
-	// Linger is how long a blob fetched whole stays in the spool for requests that come after the fetch ended,
-	// while the registry is still storing it.
+	// SpoolBudget caps the bytes spooled at once; a fetch that would exceed it streams unshared. 0: no cap.
+	SpoolBudget int64
+	// Linger is how long a blob fetched whole stays spooled for requests that come after the fetch ended, while
+	// the registry is still storing it.
 	Linger time.Duration
 
 	// ResponseTimeout is how long bytes sent to the parent may stay unanswered, from the TLS handshake to every
-	// request on a kept-alive connection. A response that has begun may take as long as it takes: only silence
-	// after the gate spoke counts.
+	// request on a kept-alive connection.
 	ResponseTimeout time.Duration
-	// DialTimeout bounds connecting to the parent (or to the outbound proxy).
+	// BodyTimeout is how long a response body may send nothing before the gate cuts it; 0: no limit.
+	BodyTimeout time.Duration
+	// WriteTimeout is how long the registry may accept no bytes of an answer before the gate cuts its request,
+	// so a reader that stops cannot pin a spooled blob; 0: no limit.
+	WriteTimeout time.Duration
+	// DialTimeout bounds connecting to a host (or to the outbound proxy).
 	DialTimeout time.Duration
-	// Cooldown is how long the gate refuses new connections to a parent it found silent or unreachable, before
-	// it lets one try again.
+	// Cooldown is how long the gate refuses new connections to a host it found silent or unreachable.
 	Cooldown time.Duration
-	// Upstream returns the outbound proxy for a target host:port, nil to dial it directly (as
-	// http.ProxyFromEnvironment does for the registry without the gate).
+	// Upstream returns the outbound proxy for a target host:port, nil to dial it directly.
 	Upstream func(target string) (*url.URL, error)
-	// Log receives a line when a parent is found silent or unreachable, and one per blob fetch shared.
+	// Log receives the gate's reports; nil discards them.
 	Log *slog.Logger
 
 	mu      sync.Mutex
-	flights map[string]*flight       // blob requests in flight to Parent, by flightKey
-	down    map[string]time.Time     // target → refused until
-	seen    map[string]*atomic.Int64 // target → unix nanos of the last bytes the parent sent on any connection
-	now     func() time.Time
+	flights map[string]*flight       // shared blob fetches, by flightKey
+	down    map[string]time.Time     // host:port → refused until
+	seen    map[string]*atomic.Int64 // host:port → unix nanos of the last bytes it sent on any connection
+	hosts   map[string]role          // host:port the gate may reach → what it is
+	realms  map[string]bool          // token realms the parent announced
+	// reported is when a refusal of the parent was last logged, by what, account and answer.
+	reported map[string]time.Time
+	now      func() time.Time
+
+	spooled atomic.Int64 // bytes reserved by spooled blobs
+
+	tokens tokenCache
 
 	clientOnce sync.Once
 	client     *http.Client
 }
 
-// lastSeen returns the clock of the last bytes target sent on any tunnel.
+// role is what a host the gate reaches is to the parent; log lines name it.
+type role string
+
+const (
+	roleParent  role = "parent"
+	roleRealm   role = "token endpoint"
+	roleStorage role = "storage host"
+)
+
+// ServeHTTP forwards the registry's requests: token requests to the realm the parent announced, the registry
+// API to the parent. Anything else is refused.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, fmt.Sprintf("the parent gate forwards only GET and HEAD to the parent, not %s: the connected registry only reads from it", r.Method), http.StatusMethodNotAllowed)
+		return
+	}
+	if err := checkPath(r.URL); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	switch {
+	case r.URL.Path == TokenPath:
+		g.token(w, r)
+	case r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/"):
+		g.forward(w, r)
+	default:
+		http.Error(w, fmt.Sprintf("the parent gate forwards only the registry API (/v2/) and token requests, not %q", r.URL.Path), http.StatusNotFound)
+	}
+}
+
+// checkPath refuses a path that names something other than it seems: a dot segment, an encoded dot or slash,
+// or a path that cleaning would change.
+func checkPath(u *url.URL) error {
+	raw := u.EscapedPath()
+	lower := strings.ToLower(raw)
+	if strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return fmt.Errorf("the parent gate refuses encoded dots and slashes in %q", raw)
+	}
+	p := u.Path
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("the parent gate refuses dot segments in %q", raw)
+		}
+	}
+	if strings.Contains(p, "//") || strings.ContainsAny(p, "\\\x00") {
+		return fmt.Errorf("the parent gate refuses the path %q", raw)
+	}
+	return nil
+}
+
+// allow records host:port as one the gate may reach, unless it is already known.
+func (g *Gate) allow(hostPort string, r role) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.hosts == nil {
+		g.hosts = map[string]role{}
+	}
+	hostPort = strings.ToLower(hostPort)
+	if _, ok := g.hosts[hostPort]; !ok {
+		g.hosts[hostPort] = r
+	}
+}
+
+// roleOf tells what hostPort is to the parent, and whether the gate may reach it at all.
+func (g *Gate) roleOf(hostPort string) (role, bool) {
+	if g.Parent != nil && strings.EqualFold(hostPort, hostPort80443(g.Parent)) {
+		return roleParent, true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.hosts[strings.ToLower(hostPort)]
+	return r, ok
+}
+
+func (g *Gate) logger() *slog.Logger {
+	if g.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return g.Log
+}
+
+// lastSeen returns the clock of the last bytes target sent on any connection.
 func (g *Gate) lastSeen(target string) *atomic.Int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -94,110 +193,40 @@ func (g *Gate) lastSeen(target string) *atomic.Int64 {
 	return c
 }
 
-// ServeHTTP tunnels CONNECT requests and, with Parent set, forwards the registry's other requests to the
-// parent (see forward).
-func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		if g.Parent == nil {
-			http.Error(w, "the parent gate only tunnels CONNECT requests", http.StatusMethodNotAllowed)
-			return
-		}
-		g.forward(w, r)
-		return
-	}
-	target := r.Host
-	if _, _, err := net.SplitHostPort(target); err != nil {
-		http.Error(w, fmt.Sprintf("CONNECT target %q is not host:port", target), http.StatusBadRequest)
-		return
-	}
-	// The registry's TLS runs through the tunnel: only its records that the parent answers count.
-	up, err := g.connect(r.Context(), target, (&tlsRecords{}).expectsAnswer)
-	if err != nil {
-		var down *downError
-		if errors.As(err, &down) {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		up.Close()
-		http.Error(w, "the connection cannot be hijacked", http.StatusInternalServerError)
-		return
-	}
-	client, rw, err := hj.Hijack()
-	if err != nil {
-		up.Close()
-		return
-	}
-	_ = client.SetDeadline(time.Time{})
-	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		client.Close()
-		up.Close()
-		return
-	}
-	// Bytes the registry sent after the CONNECT request, already buffered.
-	var pending []byte
-	if n := rw.Reader.Buffered(); n > 0 {
-		pending, _ = rw.Reader.Peek(n)
-	}
-	tunnel(client, up, pending)
-}
-
-// downError is the refusal of a parent the gate found silent or unreachable less than Cooldown ago.
+// downError is the refusal of a host the gate found silent or unreachable less than Cooldown ago.
 type downError struct {
 	target string
+	role   role
 	until  time.Time
 }
 
 func (e *downError) Error() string {
-	return fmt.Sprintf("parent %s did not answer; the gate refuses connections to it until %s", e.target, e.until.Format(time.RFC3339))
+	return fmt.Sprintf("%s %s did not answer; the gate refuses connections to it until %s", e.role, e.target, e.until.Format(time.RFC3339))
 }
 
-// connect opens a watched connection to target (host:port), or refuses at once while target is down. expects
-// tells which written bytes the parent answers (watchedConn.expects); nil: all of them.
-func (g *Gate) connect(ctx context.Context, target string, expects func([]byte) bool) (*watchedConn, error) {
+// connect opens a watched connection to target (host:port), or refuses at once while target is down or is not
+// a host the parent named.
+func (g *Gate) connect(ctx context.Context, target string) (*watchedConn, error) {
+	r, ok := g.roleOf(target)
+	if !ok {
+		return nil, fmt.Errorf("the parent gate reaches only the parent, its token endpoint and its storage hosts, not %s", target)
+	}
 	if until, ok := g.isDown(target); ok {
-		return nil, &downError{target: target, until: until}
+		return nil, &downError{target: target, role: r, until: until}
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.DialTimeout)
 	defer cancel()
 	up, err := g.dial(ctx, target)
 	if err != nil {
 		g.markDown(target, "connecting failed: "+err.Error())
-		return nil, fmt.Errorf("connecting to parent %s: %w", target, err)
+		return nil, fmt.Errorf("connecting to %s %s: %w", r, target, err)
 	}
-	return g.watch(target, up, expects), nil
+	return g.watch(target, up), nil
 }
 
-// tunnel copies both ways until either side ends; up is watched, and cut when the parent is silent.
-func tunnel(client, up net.Conn, pending []byte) {
-	var once sync.Once
-	closeBoth := func() { once.Do(func() { client.Close(); up.Close() }) }
-	defer closeBoth()
-	if len(pending) > 0 {
-		if _, err := up.Write(pending); err != nil {
-			return
-		}
-	}
-	go func() { // registry → parent
-		defer closeBoth()
-		_, _ = io.CopyBuffer(writerOnly{up}, readerOnly{client}, make([]byte, 32<<10))
-	}()
-	// parent → registry
-	_, _ = io.CopyBuffer(writerOnly{client}, readerOnly{up}, make([]byte, 64<<10))
-}
-
-// readerOnly and writerOnly hide ReaderFrom and WriterTo, so copies go through the watched Read and Write.
-type readerOnly struct{ io.Reader }
-type writerOnly struct{ io.Writer }
-
-// watchedConn is a connection to a parent that the gate cuts when the parent is silent: bytes written to it
-// unanswered for ResponseTimeout, from the TLS handshake to every request on a kept-alive connection, while
-// the parent sent nothing on any connection for as long. A response that has begun may take as long as it
-// takes: only silence after the registry spoke counts.
+// watchedConn is a connection the gate cuts when its host is silent: bytes written to it unanswered for
+// ResponseTimeout, from the TLS handshake to every request on a kept-alive connection, while the host sent
+// nothing on any connection for as long. A response that has begun is not watched here (see BodyTimeout).
 type watchedConn struct {
 	net.Conn
 	g          *Gate
@@ -207,18 +236,16 @@ type watchedConn struct {
 	unanswered atomic.Int64  // unix nanos of the oldest bytes written that target has not answered; 0: none
 	closed     chan struct{}
 	once       sync.Once
-	// expects, when set, tells which written bytes the parent answers; nil: all of them.
-	expects func(p []byte) bool
 }
 
-func (g *Gate) watch(target string, c net.Conn, expects func([]byte) bool) *watchedConn {
-	w := &watchedConn{Conn: c, g: g, target: target, now: g.clock(), seen: g.lastSeen(target), closed: make(chan struct{}), expects: expects}
+func (g *Gate) watch(target string, c net.Conn) *watchedConn {
+	w := &watchedConn{Conn: c, g: g, target: target, now: g.clock(), seen: g.lastSeen(target), closed: make(chan struct{})}
 	go w.watch()
 	return w
 }
 
 func (w *watchedConn) Write(p []byte) (int, error) {
-	if len(p) > 0 && (w.expects == nil || w.expects(p)) {
+	if len(p) > 0 {
 		w.unanswered.CompareAndSwap(0, w.now().UnixNano())
 	}
 	return w.Conn.Write(p)
@@ -277,13 +304,14 @@ func (g *Gate) isDown(target string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if !g.clock()().Before(until) {
-		// Let this one try: the parent may be back.
+		// Let this one try: the host may be back.
 		delete(g.down, target)
 		return time.Time{}, false
 	}
 	return until, true
 }
 
+// markDown refuses target for Cooldown, and says so in a line that names what target is to the parent.
 func (g *Gate) markDown(target, why string) {
 	until := g.clock()().Add(g.Cooldown)
 	g.mu.Lock()
@@ -292,9 +320,16 @@ func (g *Gate) markDown(target, why string) {
 	}
 	g.down[target] = until
 	g.mu.Unlock()
-	if g.Log != nil {
-		g.Log.Warn("parent unavailable: the registry serves its cache", "parent", target, "reason", why, "refusing until", until.Format(time.RFC3339))
+	r, _ := g.roleOf(target)
+	msg := map[role]string{
+		roleParent:  "parent unreachable: the registry serves its cache",
+		roleRealm:   "token endpoint unreachable: the registry cannot authenticate to its parent and serves its cache",
+		roleStorage: "storage host unreachable: blobs the parent redirects there cannot be fetched; the registry serves its cache",
+	}[r]
+	if msg == "" {
+		msg = "host unreachable"
 	}
+	g.logger().Warn(msg, "host", target, "reason", why, "refusing until", until.Format(time.RFC3339))
 }
 
 // dial connects to target, through the outbound proxy Upstream names, if any.
@@ -360,4 +395,12 @@ func hostPort(u *url.URL, defaultPort string) string {
 		return u.Host
 	}
 	return net.JoinHostPort(u.Hostname(), defaultPort)
+}
+
+// hostPort80443 is u's host:port, with the scheme's default port when u names none.
+func hostPort80443(u *url.URL) string {
+	if u.Scheme == "http" {
+		return hostPort(u, "80")
+	}
+	return hostPort(u, "443")
 }

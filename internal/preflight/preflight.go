@@ -76,6 +76,11 @@ type Config struct {
 
 	CertManagerEnabled, CertManagerInstall bool
 
+	// ParentURL is the parent the registry syncs from (https://host[:port]); empty skips the parent check.
+	ParentURL string
+	// ParentCredentialsSecret is registry.parent.credentialsSecret; empty uses the connection string's sync token.
+	ParentCredentialsSecret string
+
 	StorageClass   string
 	StorageRequest string
 
@@ -120,6 +125,7 @@ type check struct {
 
 var checks = []check{
 	{"connection-string", checkConnectionString},
+	{"parent", checkParent},
 	{"cluster-ip", checkClusterIP},
 	{"cert-manager", checkCertManager},
 	{"tls", checkTLS},

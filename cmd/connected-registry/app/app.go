@@ -106,7 +106,7 @@ func commands() []command {
 		},
 		{
 			name:    "parent-gate",
-			summary: "run the CONNECT proxy the registry reaches its parent through, which cuts connections the parent leaves unanswered so pulls of cached content do not wait",
+			summary: "next to the registry: its remoteurl, forwarding its reads to the parent, the parent's token endpoint and storage hosts, with bounded waits and shared blob fetches",
 			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{Common: c} },
 		},
 		{

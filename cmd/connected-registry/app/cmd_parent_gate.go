@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,116 +13,155 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/connected-registry/connected-registry/internal/parentgate"
 )
 
 const (
 	// DefaultGateListen is the parent gate's address in the registry pod, as the chart's cr.parentGateAddr
-	// renders it.
+	// renders it: the registry's remoteurl names it.
 	DefaultGateListen = "127.0.0.1:5128"
-	// gateReadHeaderTimeout bounds how long the registry may take to send a request's headers to the gate.
-	gateReadHeaderTimeout = 10 * time.Second
 	// gateShutdownTimeout bounds how long the gate waits for requests in flight when it stops.
 	gateShutdownTimeout = 5 * time.Second
 )
 
-// ParentGateOptions runs the parent gate in the registry's pod: the way Distribution reaches its parent, so that
-// a silent or hung parent delays a pull of cached content by at most ResponseTimeout, and concurrent pulls of a
-// blob the cache lacks fetch it once (package parentgate).
+// ParentGateOptions runs the parent gate in the registry's pod: the registry's remoteurl, which forwards its
+// reads to the parent, its token endpoint and its storage hosts (see package parentgate).
 type ParentGateOptions struct {
 	*Common
-	// Listen is the address the registry's remoteurl and HTTPS_PROXY name; keep it on loopback.
+	// Listen is the loopback address the registry's remoteurl names.
 	Listen string
-	// Parent is the parent's URL; empty makes the gate a CONNECT proxy only.
+	// Parent is the parent's URL.
 	Parent string
-	// SpoolDir holds the blobs fetched for concurrent requests while they stream.
+	// ShareFetches lets concurrent GETs of one blob share one fetch.
+	ShareFetches bool
+	// SpoolDir holds the blobs shared fetches stream from.
 	SpoolDir string
-	// Linger is parentgate.Gate's.
-	Linger time.Duration
-	// ResponseTimeout, DialTimeout and Cooldown are parentgate.Gate's.
-	ResponseTimeout, DialTimeout, Cooldown time.Duration
+	// SpoolBudget caps the bytes spooled at once, as a Kubernetes quantity; empty: no cap.
+	SpoolBudget string
+	// MaxConns caps the registry's connections to the gate.
+	MaxConns int
+	// Linger, ResponseTimeout, BodyTimeout, WriteTimeout, DialTimeout and Cooldown are parentgate.Gate's.
+	Linger, ResponseTimeout, BodyTimeout, WriteTimeout, DialTimeout, Cooldown time.Duration
 	// UpstreamProxy and NoProxy send the gate's own traffic through an outbound proxy, as HTTPS_PROXY and
 	// NO_PROXY would the registry's.
 	UpstreamProxy, NoProxy string
+	budget int64
+	proxy  *url.URL
 }
 
 // AddFlags registers the flags.
 func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
-	fs.StringVar(&o.Listen, "listen", "CONNECTED_REGISTRY_GATE_LISTEN", DefaultGateListen,
-		"address to accept the registry's requests on; keep it on loopback, inside the pod")
-	fs.StringVar(&o.Parent, "parent", "CONNECTED_REGISTRY_GATE_PARENT", "",
-		"the parent registry's https:// URL; requests other than CONNECT are forwarded to it, and concurrent fetches of one blob share one; empty: CONNECT only")
-	fs.StringVar(&o.SpoolDir, "spool-dir", "CONNECTED_REGISTRY_GATE_SPOOL_DIR", os.TempDir(),
-		"directory for blobs fetched for concurrent requests, as unlinked files while they stream")
-	fs.DurationVar(&o.Linger, "linger", "CONNECTED_REGISTRY_GATE_LINGER", 10*time.Second,
+	const p = "CONNECTED_REGISTRY_GATE_"
+	fs.StringVar(&o.Listen, "listen", p+"LISTEN", DefaultGateListen,
+		"loopback address to accept the registry's requests on (its proxy.remoteurl); other addresses are refused")
+	fs.StringVar(&o.Parent, "parent", p+"PARENT", "", "the parent registry's https:// URL (required)")
+	fs.BoolVar(&o.ShareFetches, "share-fetches", p+"SHARE_FETCHES", true,
+		"let concurrent GETs of one blob share one fetch from the parent, spooled in --spool-dir")
+	fs.StringVar(&o.SpoolDir, "spool-dir", p+"SPOOL_DIR", os.TempDir(),
+		"directory of its own for blobs that shared fetches stream from; emptied when the gate starts")
+	fs.StringVar(&o.SpoolBudget, "spool-budget", p+"SPOOL_BUDGET", "",
+		"most bytes spooled at once, as a Kubernetes quantity (8Gi); a fetch beyond it streams unshared; empty: no cap")
+	fs.IntVar(&o.MaxConns, "max-conns", p+"MAX_CONNS", 512, "most connections the registry may hold to the gate at once")
+	fs.DurationVar(&o.Linger, "linger", p+"LINGER", 10*time.Second,
 		"how long a blob fetched whole stays spooled for the registry's requests that come after the fetch, while it stores the blob")
-	fs.DurationVar(&o.ResponseTimeout, "response-timeout", "CONNECTED_REGISTRY_GATE_RESPONSE_TIMEOUT", 1500*time.Millisecond,
-		"how long the registry's bytes may stay unanswered by the parent (TLS handshake, each request) before the gate cuts the connection")
-	fs.DurationVar(&o.DialTimeout, "dial-timeout", "CONNECTED_REGISTRY_GATE_DIAL_TIMEOUT", 1500*time.Millisecond,
-		"limit of connecting to the parent or to the outbound proxy")
-	fs.DurationVar(&o.Cooldown, "cooldown", "CONNECTED_REGISTRY_GATE_COOLDOWN", 10*time.Second,
-		"how long to refuse new connections to a parent that did not answer, so pulls of cached content do not wait")
+	fs.DurationVar(&o.ResponseTimeout, "response-timeout", p+"RESPONSE_TIMEOUT", 1500*time.Millisecond,
+		"how long the gate's bytes may stay unanswered (TLS handshake, each request) before it cuts the connection")
+	fs.DurationVar(&o.BodyTimeout, "body-timeout", p+"BODY_TIMEOUT", 15*time.Second,
+		"how long an answer's body may send nothing before the gate cuts it; 0 waits for ever")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", p+"WRITE_TIMEOUT", time.Minute,
+		"how long the registry may take no bytes of an answer before the gate cuts its request; 0 waits for ever")
+	fs.DurationVar(&o.DialTimeout, "dial-timeout", p+"DIAL_TIMEOUT", 1500*time.Millisecond,
+		"limit of connecting to a host or to the outbound proxy")
+	fs.DurationVar(&o.Cooldown, "cooldown", p+"COOLDOWN", 10*time.Second,
+		"how long to refuse new connections to a host that did not answer, so pulls of cached content do not wait")
 	fs.StringVar(&o.UpstreamProxy, "upstream-proxy", "HTTPS_PROXY", "",
 		"outbound proxy (http:// or https:// URL) to reach the parent through; empty connects directly")
 	fs.StringVar(&o.NoProxy, "no-proxy", "NO_PROXY", "", "hosts the outbound proxy is not used for, as NO_PROXY")
 }
 
-// Complete checks the options.
+// Complete checks the options. No message repeats the outbound proxy's URL: it may hold a password.
 func (o *ParentGateOptions) Complete() error {
-	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+	host, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
 		return usageErrorf("--listen %q is not host:port: %v", o.Listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return usageErrorf("--listen %q: %v", o.Listen, parentgate.ErrNotLoopback)
 	}
 	for name, d := range map[string]time.Duration{"--response-timeout": o.ResponseTimeout, "--dial-timeout": o.DialTimeout} {
 		if d <= 0 {
 			return usageErrorf("%s must be positive, got %s", name, d)
 		}
 	}
-	if o.Cooldown < 0 {
-		return usageErrorf("--cooldown must not be negative, got %s", o.Cooldown)
-	}
-	if o.Linger < 0 {
-		return usageErrorf("--linger must not be negative, got %s", o.Linger)
-	}
-	if o.Parent != "" {
-		u, err := url.Parse(o.Parent)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" {
-			return usageErrorf("--parent %q is not the https:// (or http://) URL of a registry, without credentials or query", o.Parent)
+	for name, d := range map[string]time.Duration{"--cooldown": o.Cooldown, "--linger": o.Linger, "--body-timeout": o.BodyTimeout, "--write-timeout": o.WriteTimeout} {
+		if d < 0 {
+			return usageErrorf("%s must not be negative, got %s", name, d)
 		}
+	}
+	if o.MaxConns < 0 {
+		return usageErrorf("--max-conns must not be negative, got %d", o.MaxConns)
+	}
+	u, err := url.Parse(o.Parent)
+	if o.Parent == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+		return usageErrorf("--parent %q is not the https:// (or http://) URL of a registry, without credentials or query", o.Parent)
+	}
+	if o.SpoolBudget != "" {
+		q, err := resource.ParseQuantity(o.SpoolBudget)
+		if err != nil || q.Sign() < 0 {
+			return usageErrorf("--spool-budget %q is not a size such as 8Gi", o.SpoolBudget)
+		}
+		o.budget = q.Value()
 	}
 	if o.UpstreamProxy != "" {
-		u, err := url.Parse(o.UpstreamProxy)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return usageErrorf("--upstream-proxy %q is not an http:// or https:// URL", o.UpstreamProxy)
+		p, err := url.Parse(o.UpstreamProxy)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return usageErrorf("--upstream-proxy (HTTPS_PROXY) is not an http:// or https:// URL")
 		}
+		o.proxy = p
 	}
 	return nil
 }
 
 // Run serves until ctx ends.
 func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
+	log := o.Log
 	proxyFor := (&httpproxy.Config{HTTPSProxy: o.UpstreamProxy, NoProxy: o.NoProxy}).ProxyFunc()
+	parent, _ := url.Parse(o.Parent)
 	g := &parentgate.Gate{
+		Parent:          parent,
+		TLSConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		ShareFetches:    o.ShareFetches,
 		SpoolDir:        o.SpoolDir,
+		SpoolBudget:     o.budget,
 		Linger:          o.Linger,
 		ResponseTimeout: o.ResponseTimeout,
+		BodyTimeout:     o.BodyTimeout,
+		WriteTimeout:    o.WriteTimeout,
 		DialTimeout:     o.DialTimeout,
 		Cooldown:        o.Cooldown,
 		Upstream: func(target string) (*url.URL, error) {
 			return proxyFor(&url.URL{Scheme: "https", Host: target})
 		},
-		Log: o.Log,
+		Log: log,
 	}
-	if o.Parent != "" {
-		g.Parent, _ = url.Parse(o.Parent)
+	if o.ShareFetches {
+		if err := g.Sweep(); err != nil {
+			log.Warn("removing spool files of an earlier run", "dir", o.SpoolDir, "err", err)
+		}
 	}
-	l, err := net.Listen("tcp", o.Listen)
+	l, err := parentgate.Listen(o.Listen, o.MaxConns)
 	if err != nil {
 		return fmt.Errorf("listening on --listen %s: %w", o.Listen, err)
 	}
-	srv := &http.Server{Handler: g, ReadHeaderTimeout: gateReadHeaderTimeout}
-	fmt.Fprintf(out, "parent gate listening on %s: parent %q, response timeout %s, dial timeout %s, cooldown %s, outbound proxy %q\n",
-		l.Addr(), o.Parent, o.ResponseTimeout, o.DialTimeout, o.Cooldown, o.UpstreamProxy)
+	srv := g.Server()
+	proxy := "none"
+	if o.proxy != nil {
+		proxy = o.proxy.Redacted()
+	}
+	fmt.Fprintf(out, "parent gate listening on %s: parent %s, shared fetches %t, response timeout %s, body timeout %s, dial timeout %s, cooldown %s, outbound proxy %s\n",
+		l.Addr(), o.Parent, o.ShareFetches, o.ResponseTimeout, o.BodyTimeout, o.DialTimeout, o.Cooldown, proxy)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -130,7 +170,7 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 	case <-ctx.Done():
 		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), gateShutdownTimeout)
 		defer cancel()
-		if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

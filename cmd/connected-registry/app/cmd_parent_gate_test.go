@@ -31,9 +31,24 @@ func TestParentGateCommandLine(t *testing.T) {
 			wantErr: `--listen "127.0.0.1" is not host:port: address 127.0.0.1: missing port in address`,
 		},
 		{
+			name:    "a listen address off the loopback should be a usage error: the gate forwards with the registry's credentials",
+			args:    []string{"connected-registry", "parent-gate", "--listen", "0.0.0.0:5128", "--parent", "https://parent.example"},
+			wantErr: `--listen "0.0.0.0:5128": the parent gate listens only on a loopback address (127.0.0.1 or ::1)`,
+		},
+		{
 			name:    "a zero response timeout should be a usage error naming the flag",
 			args:    []string{"connected-registry", "parent-gate", "--response-timeout", "0s"},
 			wantErr: "--response-timeout must be positive, got 0s",
+		},
+		{
+			name:    "no parent should be a usage error naming the flag",
+			args:    []string{"connected-registry", "parent-gate"},
+			wantErr: `--parent "" is not the https:// (or http://) URL of a registry, without credentials or query`,
+		},
+		{
+			name:    "a spool budget that is not a size should be a usage error naming the flag",
+			args:    []string{"connected-registry", "parent-gate", "--parent", "https://parent.example", "--spool-budget", "lots"},
+			wantErr: `--spool-budget "lots" is not a size such as 8Gi`,
 		},
 		{
 			name:    "a parent that is not a registry URL should be a usage error naming the flag",
@@ -41,10 +56,10 @@ func TestParentGateCommandLine(t *testing.T) {
 			wantErr: `--parent "parent.example:443" is not the https:// (or http://) URL of a registry, without credentials or query`,
 		},
 		{
-			name:    "an outbound proxy from HTTPS_PROXY that is not a URL should be a usage error",
-			args:    []string{"connected-registry", "parent-gate"},
-			env:     map[string]string{"HTTPS_PROXY": "proxy.corp:3128"},
-			wantErr: `--upstream-proxy "proxy.corp:3128" is not an http:// or https:// URL`,
+			name:    "an outbound proxy from HTTPS_PROXY that is not a URL should be a usage error that does not repeat it",
+			args:    []string{"connected-registry", "parent-gate", "--parent", "https://parent.example"},
+			env:     map[string]string{"HTTPS_PROXY": "ftp://proxyuser:S3cretProxyPass@proxy.corp:3128"},
+			wantErr: `--upstream-proxy (HTTPS_PROXY) is not an http:// or https:// URL`,
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,8 +105,12 @@ func TestParentGateServesUntilCanceled(t *testing.T) {
 	var out lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Execute(ctx, []string{"connected-registry", "parent-gate", "--listen", addr, "--response-timeout", "200ms"},
-			app.Streams{In: strings.NewReader(""), Out: &out, Err: &out}, envMap(map[string]string{"CONNECTED_REGISTRY_GATE_PARENT": parent.URL}))
+		done <- app.Execute(ctx, []string{"connected-registry", "parent-gate", "--listen", addr, "--response-timeout", "200ms", "--spool-dir", t.TempDir()},
+			app.Streams{In: strings.NewReader(""), Out: &out, Err: &out}, envMap(map[string]string{
+				"CONNECTED_REGISTRY_GATE_PARENT": parent.URL,
+				"HTTPS_PROXY":                    "http://proxyuser:S3cretProxyPass@127.0.0.1:9",
+				"NO_PROXY":                       "127.0.0.1",
+			}))
 	}()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "parent gate listening on "+addr) }, 10*time.Second, 10*time.Millisecond)
 	resp, err := http.Get("http://" + addr + "/v2/")
@@ -103,6 +122,8 @@ func TestParentGateServesUntilCanceled(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the gate only reads from the parent")
+	require.Contains(t, out.String(), "outbound proxy http://proxyuser:xxxxx@127.0.0.1:9")
+	require.NotContains(t, out.String(), "S3cretProxyPass", "the outbound proxy's password must not be printed")
 	cancel()
 	select {
 	case err := <-done:

@@ -42,6 +42,10 @@ func (o *PreflightOptions) AddFlags(fs *FlagSet) {
 	fs.IntVar(&c.KeySize, "key-size", p+"KEY_SIZE", 256, "tls.keySize in bits, for --tls-source=generated")
 	fs.BoolVar(&c.CertManagerEnabled, "cert-manager-enabled", p+"CERT_MANAGER_ENABLED", false, "cert-manager.enabled")
 	fs.BoolVar(&c.CertManagerInstall, "cert-manager-install", p+"CERT_MANAGER_INSTALL", false, "cert-manager.install")
+	fs.StringVar(&c.ParentURL, "parent-url", p+"PARENT_URL", "",
+		"the parent registry's URL: the check authenticates to it as the registry will; empty skips the check")
+	fs.StringVar(&c.ParentCredentialsSecret, "parent-credentials-secret", p+"PARENT_CREDENTIALS_SECRET", "",
+		"registry.parent.credentialsSecret, whose username and password the registry uses instead of the connection string's sync token")
 	fs.StringVar(&c.StorageClass, "storage-class", p+"STORAGE_CLASS", "", "pvc.storageClassName; empty means the cluster's default class")
 	fs.StringVar(&c.StorageRequest, "storage-request", p+"STORAGE_REQUEST", "", "pvc.storageRequest, like 500Gi")
 	fs.BoolVar(&c.TrustDistribution, "trust-distribution", p+"TRUST_DISTRIBUTION", true, "trustDistribution.enabled")
