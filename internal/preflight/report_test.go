@@ -48,13 +48,14 @@ func TestReport(t *testing.T) {
 		msg, err := reportChecker(client).Report(context.Background(), &out)
 		require.NoError(t, err)
 		require.Equal(t, `connection-string: ok: connected registry edge1 syncs from https://contoso.azurecr.io with token edge1-sync-token
+parent: ok: not checked: no parent URL given
 cluster-ip: ok: service.clusterIP 10.96.0.50 is inside the service CIDR 10.96.0.0/16 and free
 cert-manager: ok: not used: the TLS source is generated
 tls: ok: certgen generates a CA and a serving certificate (ECDSA 256) for 10.96.0.50, cr-connected-registry, cr-connected-registry.connected-registry, cr-connected-registry.connected-registry.svc, cr-connected-registry.connected-registry.svc.cluster.local
 storage-class: ok: pvc.storageClassName is empty: the default StorageClass standard provisions the cache volume
 node-selector: ok: trust distribution runs on every node
 `, out.String())
-		require.Equal(t, "preflight: 6 checks passed\n", msg)
+		require.Equal(t, "preflight: 7 checks passed\n", msg)
 		_, err = client.CoreV1().Secrets(ns).Get(context.Background(), input, metav1.GetOptions{})
 		require.True(t, apierrors.IsNotFound(err), "the hook Secret is deleted once read: %v", err)
 	})
@@ -67,9 +68,9 @@ node-selector: ok: trust distribution runs on every node
 		var out bytes.Buffer
 		msg, err := c.Report(context.Background(), &out)
 		require.ErrorIs(t, err, preflight.ErrChecksFailed)
-		require.EqualError(t, err, "preflight checks failed: 3 of 6 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix")
+		require.EqualError(t, err, "preflight checks failed: 3 of 7 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix")
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		require.Len(t, lines, 6)
+		require.Len(t, lines, 7)
 		require.Equal(t, `preflight: 3 of 6 checks failed (connection-string, cluster-ip, node-selector)
 connection-string: fail: connectionString: connection string field ParentEndpointProtocol is "ftp"; use https (or http for a parent without TLS)
 cluster-ip: fail: service.clusterIP 10.97.0.1 is outside the cluster's service CIDR 10.96.0.0/16: choose a free address in 10.96.0.0/16; the lower end of the range is kept for fixed ClusterIPs, and 10.96.0.1 is free (--set service.clusterIP=10.96.0.1)
