@@ -71,7 +71,7 @@ node-selector: ok: trust distribution runs on every node
 		require.EqualError(t, err, "preflight checks failed: 3 of 7 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix")
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		require.Len(t, lines, 7)
-		require.Equal(t, `preflight: 3 of 6 checks failed (connection-string, cluster-ip, node-selector)
+		require.Equal(t, `preflight: 3 of 7 checks failed (connection-string, cluster-ip, node-selector)
 connection-string: fail: connectionString: connection string field ParentEndpointProtocol is "ftp"; use https (or http for a parent without TLS)
 cluster-ip: fail: service.clusterIP 10.97.0.1 is outside the cluster's service CIDR 10.96.0.0/16: choose a free address in 10.96.0.0/16; the lower end of the range is kept for fixed ClusterIPs, and 10.96.0.1 is free (--set service.clusterIP=10.96.0.1)
 node-selector: fail: trustDistribution.useNodeSelector=true, but no node is labelled containerd-configured-by=connected-registry, so no node would trust the registry: label the nodes that pull from it (kubectl label node <node> containerd-configured-by=connected-registry), or set trustDistribution.useNodeSelector=false
