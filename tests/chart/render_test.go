@@ -327,10 +327,51 @@ func TestParentOverrideAndProxy(t *testing.T) {
 	require.False(t, ok, "no connection string, no Secret for it")
 	d, _ := res.Find("Deployment", "cr-connected-registry")
 	require.Contains(t, d.YAML, "secretName: parent-creds")
-	require.Contains(t, d.YAML, "value: /etc/connected-registry/parent-ca/ca.crt")
-	require.Contains(t, d.YAML, `value: "http://proxy.example.internal:3128"`)
-	require.Contains(t, d.YAML, `value: "corp.example.internal,10.96.0.50,10.96.0.0/16,localhost,127.0.0.1,.svc,.svc.cluster.local,kubernetes.default"`)
 	require.Contains(t, d.YAML, `connected-registry.io/arc-cluster-region: "westus2"`)
+	proxy, ok := res.Find("Secret", "cr-connected-registry-proxy")
+	require.True(t, ok, "the proxy's URL, which may hold a password, lives in a Secret")
+	require.Equal(t, map[string]any{"httpsProxy": base64.StdEncoding.EncodeToString([]byte("http://proxy.example.internal:3128"))}, proxy.Object["data"])
+	for _, o := range res.Documents {
+		if o.Kind() != "Secret" {
+			require.NotContains(t, o.YAML, "proxy.example.internal:3128", "%s %s holds the proxy's URL", o.Kind(), o.Name())
+		}
+	}
+
+	// Behind the parent gate (the default), the gate alone talks to the parent: the outbound proxy and the CA
+	// are its, and the registry talks to nothing but the gate.
+	gate, registry := container(t, d, "parent-gate"), container(t, d, "registry")
+	require.Contains(t, gate["env"], map[string]any{"name": "HTTPS_PROXY", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "cr-connected-registry-proxy", "key": "httpsProxy"}}})
+	require.Contains(t, gate["env"], map[string]any{"name": "NO_PROXY", "value": "corp.example.internal"})
+	require.Contains(t, gate["env"], map[string]any{"name": "SSL_CERT_FILE", "value": "/etc/connected-registry/parent-ca/ca.crt"})
+	for _, e := range registry["env"].([]any) {
+		require.NotContains(t, []string{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE"}, e.(map[string]any)["name"], "the registry behind the gate reaches only the gate")
+	}
+
+	// Without the gate, the registry talks to the parent itself.
+	vals["registry"].(map[string]any)["parent"].(map[string]any)["responseTimeout"] = "0s"
+	res, err = render(t, vals, chartrender.CertManagerAPIVersion)
+	require.NoError(t, err)
+	d, _ = res.Find("Deployment", "cr-connected-registry")
+	registry = container(t, d, "registry")
+	require.Contains(t, registry["env"], map[string]any{"name": "HTTPS_PROXY", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "cr-connected-registry-proxy", "key": "httpsProxy"}}})
+	require.Contains(t, registry["env"], map[string]any{"name": "NO_PROXY", "value": "corp.example.internal,10.96.0.50,10.96.0.0/16,localhost,127.0.0.1,.svc,.svc.cluster.local,kubernetes.default"})
+	require.Contains(t, registry["env"], map[string]any{"name": "SSL_CERT_FILE", "value": "/etc/connected-registry/parent-ca/ca.crt"})
+}
+
+// container returns the container (or init container) name of the Deployment d.
+func container(t *testing.T, d chartrender.Document, name string) map[string]any {
+	t.Helper()
+	spec := d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	for _, list := range []string{"initContainers", "containers"} {
+		cs, _ := spec[list].([]any)
+		for _, c := range cs {
+			if c.(map[string]any)["name"] == name {
+				return c.(map[string]any)
+			}
+		}
+	}
+	t.Fatalf("no container %s in %s", name, d.Name())
+	return nil
 }
 
 // parentURL is the parent the registry reaches: through the parent gate's --parent when its remoteurl is the
@@ -385,9 +426,11 @@ func TestParentGateModes(t *testing.T) {
 		remote, gate := parentPath(t, res)
 		require.Equal(t, "http://127.0.0.1:5128", remote)
 		require.Equal(t, map[string]string{"parent-gate": "", "--listen": "127.0.0.1:5128", "--response-timeout": "1500ms",
-			"--dial-timeout": "1500ms", "--parent": parent, "--spool-dir": "/var/spool/parent-gate"}, gate)
+			"--dial-timeout": "1500ms", "--parent": parent, "--body-timeout": "15s", "--share-fetches": "true",
+			"--spool-dir": "/var/spool/parent-gate", "--spool-budget": "4Gi", "--log-level": "info"}, gate)
 		d, _ := res.Find("Deployment", "cr-connected-registry")
 		require.Contains(t, d.YAML, "- name: gate-spool\n              mountPath: /var/spool/parent-gate")
+		require.Contains(t, d.YAML, "- name: gate-spool\n          emptyDir:\n            sizeLimit: 4Gi", "the spool is a volume of its own, bounded")
 	})
 	t.Run("the gate should have its own resources, nested or flat", func(t *testing.T) {
 		t.Parallel()
@@ -410,16 +453,17 @@ func TestParentGateModes(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, gate(res))
 	})
-	t.Run("with shareFetches=false the gate should only tunnel the registry's TLS", func(t *testing.T) {
+	t.Run("with shareFetches=false the gate should forward each request on its own, with no spool", func(t *testing.T) {
 		t.Parallel()
 		res, err := render(t, with(map[string]any{"registry": map[string]any{"parent": map[string]any{"shareFetches": false}}}), chartrender.CertManagerAPIVersion)
 		require.NoError(t, err)
 		remote, gate := parentPath(t, res)
-		require.Equal(t, parent, remote)
-		require.NotNil(t, gate)
-		require.NotContains(t, gate, "--parent")
+		require.Equal(t, "http://127.0.0.1:5128", remote)
+		require.Equal(t, parent, gate["--parent"])
+		require.Equal(t, "false", gate["--share-fetches"])
+		require.NotContains(t, gate, "--spool-dir")
 		d, _ := res.Find("Deployment", "cr-connected-registry")
-		require.Contains(t, d.YAML, "- name: HTTPS_PROXY\n              value: http://127.0.0.1:5128")
+		require.NotContains(t, d.YAML, "HTTPS_PROXY")
 		require.NotContains(t, d.YAML, "gate-spool")
 	})
 	t.Run("with responseTimeout=0s there should be no gate, and the registry should ask the parent", func(t *testing.T) {

@@ -62,7 +62,7 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.SpoolDir, "spool-dir", p+"SPOOL_DIR", os.TempDir(),
 		"directory of its own for blobs that shared fetches stream from; emptied when the gate starts")
 	fs.StringVar(&o.SpoolBudget, "spool-budget", p+"SPOOL_BUDGET", "",
-		"most bytes spooled at once, as a Kubernetes quantity (8Gi); a fetch beyond it streams unshared; empty: no cap")
+		"size of the spool volume, as a Kubernetes quantity (4Gi): the gate spools at most 15/16 of it at once, leaving room for the file system, and a fetch beyond streams unshared; empty: no cap")
 	fs.IntVar(&o.MaxConns, "max-conns", p+"MAX_CONNS", 512, "most connections the registry may hold to the gate at once")
 	fs.DurationVar(&o.Linger, "linger", p+"LINGER", 10*time.Second,
 		"how long a blob fetched whole stays spooled for the registry's requests that come after the fetch, while it stores the blob")
@@ -112,7 +112,7 @@ func (o *ParentGateOptions) Complete() error {
 		if err != nil || q.Sign() < 0 {
 			return usageErrorf("--spool-budget %q is not a size such as 8Gi", o.SpoolBudget)
 		}
-		o.budget = q.Value()
+		o.budget = q.Value() / 16 * 15
 	}
 	if o.UpstreamProxy != "" {
 		p, err := url.Parse(o.UpstreamProxy)

@@ -5,19 +5,16 @@ The registry pod's parts. Each define takes the pod's context, which registry/de
   credentials  the Secret the Distribution engine's credential helper reads, empty for an anonymous parent;
   caBundle     the PEM trusted for the parent besides the system roots (registry.parent.caBundle, proxyCert);
   proxy        the Arc extension's outbound proxy is on;
-  gateMode     how the registry reaches its parent (cr.parentGate): "" directly, "connect" or "forward".
+  gate         the registry reaches its parent through the parent gate (cr.parentGate).
 The registry and registry-http containers are one define, cr.registry.container, with http false or true.
 */}}
 
 {{- /*
-cr.parentGate: how the registry reaches its parent: "" directly (the acr engine, or
-registry.parent.responseTimeout=0s), "connect" through the parent gate as its HTTPS_PROXY, "forward" with the gate
-as its remoteurl as well (registry.parent.shareFetches). Argument: the context of cr.values.
+cr.parentGate is "true" when the registry reaches its parent through the parent gate: the Distribution engine with
+registry.parent.responseTimeout other than 0s. Argument: the context of cr.values.
 */}}
 {{- define "cr.parentGate" -}}
-{{- if and (ne .v.registry.engine "acr") (not (regexMatch "^(0+(\\.0+)?(ms|h|m|s))+$" (toString .v.registry.parent.responseTimeout))) }}
-{{- ternary "forward" "connect" .v.registry.parent.shareFetches }}
-{{- end }}
+{{- and (ne .v.registry.engine "acr") (not (regexMatch "^(0+(\\.0+)?(ms|h|m|s))+$" (toString .v.registry.parent.responseTimeout))) }}
 {{- end }}
 
 {{- /* The parent gate's address on the pod's loopback. */}}
@@ -27,7 +24,7 @@ as its remoteurl as well (registry.parent.shareFetches). Argument: the context o
 
 {{- /* The registry's proxy.remoteurl: the parent, or the parent gate that forwards to it. */}}
 {{- define "cr.remoteURL" -}}
-{{- if eq (include "cr.parentGate" .) "forward" }}
+{{- if eq (include "cr.parentGate" .) "true" }}
 {{- printf "http://%s" (include "cr.parentGateAddr" .) }}
 {{- else }}
 {{- include "cr.parentURL" . }}
@@ -46,28 +43,36 @@ as its remoteurl as well (registry.parent.shareFetches). Argument: the context o
 {{- end }}
 
 {{- /*
-cr.registry.parentEnv: how a registry container of either engine reaches its parent: the private CA, the
-outbound proxy, and the parent gate.
+cr.registry.parentEnv: how a registry container of either engine reaches its parent when it talks to it itself
+(no parent gate): the private CA and the outbound proxy, whose URLs come from the proxy Secret since they may hold
+a password. Behind the gate, the registry talks to nothing but the gate on the pod's loopback.
 */}}
 {{- define "cr.registry.parentEnv" -}}
-{{- $gateURL := printf "http://%s" (include "cr.parentGateAddr" .) }}
+{{- if not .gate }}
 {{- include "cr.registry.parentCAEnv" . }}
 {{- if .proxy }}
 {{- $p := .v.Azure.proxySettings }}
-{{- with $p.httpProxy }}
-- name: HTTP_PROXY
-  value: {{ . | quote }}
-{{- end }}
-{{- if .gateMode }}
-# To the parent through the parent gate, which uses the outbound proxy.
-- name: HTTPS_PROXY
-  value: {{ $gateURL }}
-{{- else }}
-{{- with $p.httpsProxy }}
-- name: HTTPS_PROXY
-  value: {{ . | quote }}
+{{- $secret := printf "%s-proxy" (include "cr.fullname" .root) }}
+{{- range $name, $key := dict "HTTP_PROXY" "httpProxy" "HTTPS_PROXY" "httpsProxy" }}
+{{- if index $p $key }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
 {{- end }}
 {{- end }}
+{{- include "cr.registry.noProxyEnv" . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /*
+cr.registry.noProxyEnv: NO_PROXY for a container that reaches the parent through the outbound proxy: the values'
+noProxy, the registry's Service, the cluster's service range and in-cluster names.
+*/}}
+{{- define "cr.registry.noProxyEnv" -}}
+{{- $p := .v.Azure.proxySettings }}
 {{- $noProxy := list }}
 {{- with $p.noProxy }}{{ $noProxy = append $noProxy . }}{{ end }}
 {{- $noProxy = append $noProxy .v.service.clusterIP }}
@@ -80,16 +85,11 @@ outbound proxy, and the parent gate.
 {{- $noProxy = concat $noProxy (list "localhost" "127.0.0.1" ".svc" ".svc.cluster.local" "kubernetes.default") }}
 - name: NO_PROXY
   value: {{ join "," (uniq $noProxy) | quote }}
-{{- else if .gateMode }}
-# To the parent through the parent gate (registry.parent.responseTimeout).
-- name: HTTPS_PROXY
-  value: {{ $gateURL }}
-{{- end }}
 {{- end }}
 
 {{- /* cr.registry.parentCAMount mounts the parent's CA bundle (cr.parentCABundle) for SSL_CERT_FILE. */}}
 {{- define "cr.registry.parentCAMount" -}}
-{{- if .caBundle }}
+{{- if and .caBundle (not .gate) }}
 - name: parent-ca
   mountPath: /etc/connected-registry/parent-ca
   readOnly: true
@@ -115,7 +115,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       value: none
     - name: CONNECTED_REGISTRY_PARENT_CREDENTIALS
       value: /etc/connected-registry/parent
-    {{- if not $r.parent.http2 }}
+    {{- if and (not .gate) (not $r.parent.http2) }}
     # HTTP/1.1 to the parent (registry.parent.http2=false).
     - name: GODEBUG
       value: http2client=0
@@ -313,15 +313,19 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       mountPath: /helpers
 {{- end }}
 
-{{- /* cr.registry.parentGate: the sidecar the registry reaches its parent through (see cr.parentGate). */}}
+{{- /*
+cr.registry.parentGate: the sidecar the registry reaches its parent through (see cr.parentGate), with the
+outbound proxy's URL from the proxy Secret.
+*/}}
 {{- define "cr.registry.parentGate" -}}
 {{- $parent := .v.registry.parent }}
-{{- $forward := eq .gateMode "forward" -}}
-# The parent gate, a native sidecar (it starts before the registry and stops after it): the registry
-# reaches its parent through it, and it cuts connections the parent leaves unanswered for
-# registry.parent.responseTimeout, so pulls of cached content do not wait for a silent parent. With
-# registry.parent.shareFetches it is the registry's remoteurl as well, and concurrent requests for a blob
-# the cache lacks share one fetch from the parent.
+{{- $p := .v.Azure.proxySettings | default dict -}}
+# The parent gate, a native sidecar on the pod's loopback (it starts before the registry and stops after
+# it): the registry's remoteurl. It forwards the registry's reads to the parent, to the token endpoint the
+# parent names (whose realm it rewrites to itself, so the registry keeps the challenge) and to the storage
+# hosts the parent redirects blobs to, and to nothing else. It cuts connections the parent leaves unanswered
+# for registry.parent.responseTimeout, so pulls of cached content do not wait for a silent parent; with
+# registry.parent.shareFetches, concurrent requests for a blob the cache lacks share one fetch.
 - name: parent-gate
   image: {{ include "cr.image" . }}
   imagePullPolicy: {{ .v.image.pullPolicy }}
@@ -329,19 +333,25 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
   args:
     - parent-gate
     - --listen={{ include "cr.parentGateAddr" . }}
+    - --parent={{ include "cr.parentURL" . }}
     - --response-timeout={{ $parent.responseTimeout }}
     - --dial-timeout={{ $parent.responseTimeout }}
-    {{- if $forward }}
-    - --parent={{ include "cr.parentURL" . }}
+    - --body-timeout={{ $parent.gate.bodyTimeout }}
+    - --share-fetches={{ $parent.shareFetches }}
+    {{- if $parent.shareFetches }}
     - --spool-dir=/var/spool/parent-gate
+    - --spool-budget={{ $parent.gate.spoolSize }}
     {{- end }}
+    - --log-level={{ .v.logLevel }}
   {{- if or .proxy .caBundle }}
   env:
-    {{- if .proxy }}
-    {{- $p := .v.Azure.proxySettings }}
+    {{- if and .proxy (or $p.httpsProxy $p.httpProxy) }}
     # The outbound proxy carries the gate's connections to the parent.
     - name: HTTPS_PROXY
-      value: {{ $p.httpsProxy | default $p.httpProxy | quote }}
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "cr.fullname" .root }}-proxy
+          key: {{ ternary "httpsProxy" "httpProxy" (not (empty $p.httpsProxy)) }}
     {{- with $p.noProxy }}
     - name: NO_PROXY
       value: {{ . | quote }}
@@ -355,12 +365,14 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
   resources:
     {{- toYaml $parent.gate.resources | nindent 4 }}
-  {{- if or .caBundle $forward }}
+  {{- if or .caBundle $parent.shareFetches }}
   volumeMounts:
-    {{- with include "cr.registry.parentCAMount" . | trim }}
-    {{- . | nindent 4 }}
+    {{- if .caBundle }}
+    - name: parent-ca
+      mountPath: /etc/connected-registry/parent-ca
+      readOnly: true
     {{- end }}
-    {{- if $forward }}
+    {{- if $parent.shareFetches }}
     - name: gate-spool
       mountPath: /var/spool/parent-gate
     {{- end }}
@@ -418,11 +430,12 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
 - name: tmp
   emptyDir:
     sizeLimit: 256Mi
-{{- if eq .gateMode "forward" }}
-# Blobs the parent gate fetches for concurrent requests, while they stream: unlinked files, gone when the
-# last request has its copy.
+{{- if and .gate $r.parent.shareFetches }}
+# Blobs the parent gate spools for concurrent requests, each removed once the last request has its
+# copy; the gate keeps them below this size (registry.parent.gate.spoolSize).
 - name: gate-spool
-  emptyDir: {}
+  emptyDir:
+    sizeLimit: {{ $r.parent.gate.spoolSize }}
 {{- end }}
 {{ include "cr.apiTokenVolume" 3600 }}
 {{- end }}
@@ -491,7 +504,7 @@ data:
         interval: 10s
         threshold: 3
     proxy:
-      {{- if eq (include "cr.parentGate" .) "forward" }}
+      {{- if eq (include "cr.parentGate" .) "true" }}
       # The parent gate on the pod's loopback, in plain HTTP: it speaks TLS to {{ include "cr.parentURL" . }}.
       {{- end }}
       remoteurl: {{ include "cr.remoteURL" . | quote }}
