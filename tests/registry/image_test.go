@@ -44,6 +44,16 @@ func (m *multiArch) blobs() []v1.Hash {
 	return out
 }
 
+// contentBlobs lists the configs and layers: what a registry serves as blobs, not as manifests.
+func (m *multiArch) contentBlobs() []v1.Hash {
+	var out []v1.Hash
+	for _, img := range m.manifests {
+		out = append(out, img.config)
+		out = append(out, img.layers...)
+	}
+	return out
+}
+
 // newMultiArch builds an OCI index of a linux/amd64 and a linux/arm64 image with two small random layers each.
 func newMultiArch(t *testing.T) *multiArch {
 	t.Helper()

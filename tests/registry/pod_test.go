@@ -57,6 +57,16 @@ func (p *pod) startSidecar(t *testing.T, c podemu.Command) error {
 	return nil
 }
 
+// sidecarOutput is what the sidecar name (its container name) has written, or "".
+func (p *pod) sidecarOutput(name string) string {
+	for _, sc := range p.sidecars {
+		if sc.name == "sidecar "+name {
+			return sc.out.String()
+		}
+	}
+	return ""
+}
+
 // readinessURL is the URL of the registry container's readiness probe, on the remapped port.
 func (p *pod) readinessURL(t *testing.T) string {
 	t.Helper()

@@ -47,8 +47,8 @@ type ParentGateOptions struct {
 	// UpstreamProxy and NoProxy send the gate's own traffic through an outbound proxy, as HTTPS_PROXY and
 	// NO_PROXY would the registry's.
 	UpstreamProxy, NoProxy string
-	budget int64
-	proxy  *url.URL
+	budget                 int64
+	proxy                  *url.URL
 }
 
 // AddFlags registers the flags.
