@@ -114,8 +114,9 @@ func TestOCIPackaging(t *testing.T) {
 			pkgs, err := filepath.Glob(filepath.Join(dest, "connected-registry-*.tgz"))
 			require.NoError(t, err)
 			require.Len(t, pkgs, 1)
-			out, err = helm.Helm(ctx, env, append([]string{"registry", "login", env.Parent.Host, "--username", framework.ParentUser,
-				"--password", env.ParentPassword, "--ca-file", caFile}, auth...)...)
+			// The parent's push account: the sync token only pulls.
+			out, err = helm.Helm(ctx, env, append([]string{"registry", "login", env.Parent.Host, "--username", env.Parent.Admin.Name,
+				"--password", env.Parent.Admin.Password, "--ca-file", caFile}, auth...)...)
 			require.NoError(t, err, out)
 			repo := "oci://" + env.Parent.Host + "/charts/" + bin
 			out, err = helm.Helm(ctx, env, append([]string{"push", pkgs[0], repo, "--ca-file", caFile}, auth...)...)

@@ -31,6 +31,7 @@ type results struct {
 	warmConcurrent    []*concurrentResult
 	outage            []*series
 	uplink            []*series // direct and cold pulls through a thin uplink
+	token             []*tokenResult
 	notes             []string
 }
 

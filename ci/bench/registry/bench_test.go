@@ -38,7 +38,7 @@ func TestQuickBenchmark(t *testing.T) {
 		LayerSize:   8_000_000,
 		ColdClients: []int{4},
 		WarmClients: []int{3},
-		Sections:    []string{"single", "cold", "warm"},
+		Sections:    []string{"single", "cold", "warm", "token"},
 		log:         testWriter{t},
 	}
 	require.NoError(t, o.Complete())
@@ -50,6 +50,7 @@ func TestQuickBenchmark(t *testing.T) {
 	require.NoError(t, b.runSingle(ctx))
 	require.NoError(t, b.runColdConcurrent(ctx))
 	require.NoError(t, b.runWarmConcurrent(ctx))
+	require.NoError(t, b.runToken(ctx))
 
 	for _, s := range b.res.single {
 		name := fmt.Sprintf("%s %s %s", s.image.repo, s.path, s.variant)
@@ -84,9 +85,18 @@ func TestQuickBenchmark(t *testing.T) {
 		}
 	}
 
+	for _, r := range b.res.token {
+		require.Empty(t, r.basic.errs, "cold pulls of %s from the Basic-auth parent", r.image.repo)
+		require.Empty(t, r.token.errs, "cold pulls of %s from the token parent", r.image.repo)
+		for i := range r.tokens {
+			require.Equal(t, 1, r.tokens[i], "a cold pull of %s (one repository) must cost one token request", r.image.repo)
+			require.Equal(t, r.blobs, r.storageGets[i], "a cold pull of %s must fetch each blob once from the storage host", r.image.repo)
+		}
+	}
+
 	b.res.finished = time.Now()
 	report := b.report()
-	for _, want := range []string{"## Single pulls", "## Concurrent cold pulls", "## Warm-cache concurrency", "raw TLS file server (ceiling)"} {
+	for _, want := range []string{"## Single pulls", "## Concurrent cold pulls", "## Warm-cache concurrency", "raw TLS file server (ceiling)", "## Parents with token auth"} {
 		require.Contains(t, report, want)
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(o.Dir, "registry.md"), []byte(report), 0o644))

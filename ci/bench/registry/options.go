@@ -77,7 +77,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.Func("cold-clients", "client counts of the concurrent cold-pull benchmark (default 10,50)", intsFlag(&o.ColdClients))
 	fs.Func("warm-clients", "client counts of the warm-cache concurrency benchmark (default 1,10,50)", intsFlag(&o.WarmClients))
 	fs.Func("uplink-rate", "bytes per second of the uplink to the parent in the uplink section (default 50000000)", intFlag(&o.UplinkRate))
-	fs.Func("sections", "what to run: single,cold,warm,outage,uplink (default all)", func(s string) error { o.Sections = splitList(s); return nil })
+	fs.Func("sections", "what to run: single,cold,warm,outage,uplink,token (default all)", func(s string) error { o.Sections = splitList(s); return nil })
 	fs.Func("proto", "HTTP version the clients offer: http1 or http2 (default http1, as containerd)", func(s string) error {
 		switch s {
 		case "http1":
@@ -120,7 +120,7 @@ func (o *Options) Complete() error {
 		o.WarmClients = []int{1, 10, 50}
 	}
 	if o.Sections == nil {
-		o.Sections = []string{"single", "cold", "warm", "outage", "uplink"}
+		o.Sections = []string{"single", "cold", "warm", "outage", "uplink", "token"}
 	}
 	if o.Proto == "" {
 		o.Proto = http1
@@ -139,9 +139,9 @@ func (o *Options) Complete() error {
 	}
 	for _, s := range o.Sections {
 		switch s {
-		case "single", "cold", "warm", "outage", "uplink":
+		case "single", "cold", "warm", "outage", "uplink", "token":
 		default:
-			return fmt.Errorf("section %q: want single, cold, warm, outage or uplink", s)
+			return fmt.Errorf("section %q: want single, cold, warm, outage, uplink or token", s)
 		}
 	}
 	if o.Variants == nil {
@@ -201,7 +201,7 @@ func (o *Options) Run(ctx context.Context, out io.Writer) (err error) {
 	for _, s := range []struct {
 		name string
 		run  func(context.Context) error
-	}{{"single", b.runSingle}, {"cold", b.runColdConcurrent}, {"warm", b.runWarmConcurrent}, {"outage", b.runOutage}, {"uplink", b.runUplink}} {
+	}{{"single", b.runSingle}, {"cold", b.runColdConcurrent}, {"warm", b.runWarmConcurrent}, {"outage", b.runOutage}, {"uplink", b.runUplink}, {"token", b.runToken}} {
 		if !o.has(s.name) {
 			continue
 		}

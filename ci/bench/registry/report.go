@@ -263,6 +263,10 @@ func (b *bench) report() string {
 		p("Parent traffic of the cold pulls: median %.2f×, max %.2f× the image's blob bytes.\n\n", quantile(f, 0.5), quantile(f, 1))
 	}
 
+	if o.has("token") && len(b.res.token) > 0 {
+		b.reportToken(p)
+	}
+
 	if o.has("outage") {
 		p("## Pulls of cached content while the parent is down\n\n")
 		p("The %s, cached by tag and by digest; each pull is a new client with a %s limit. ", b.multi.label, o.OutageTimeout)

@@ -1,6 +1,7 @@
 // Package framework runs the end-to-end tests against the real single-node cluster of tests/cluster: it brings
 // the cluster up once per run (or reuses a running one), imports the project's images into the node's
-// containerd, starts a parent registry on the cluster bridge, seeds it, and installs the chart three ways.
+// containerd, starts a parent registry on the cluster bridge (the ACR-like test parent: token auth, blobs from a
+// storage host), seeds it, and installs the chart three ways.
 package framework
 
 import (
@@ -15,13 +16,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/connected-registry/connected-registry/internal/testing/acrparent"
 	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
@@ -34,7 +35,10 @@ const (
 	ParentUser  = "sync-token"
 	imagesDir   = "_out/images"
 	parentPort  = "5000"
-	stateSubdir = "_out/e2e"
+	storagePort = "5001"
+	// parentTokenLifetime is short enough that tokens expire, and are renewed, during a run.
+	parentTokenLifetime = 2 * time.Minute
+	stateSubdir         = "_out/e2e"
 )
 
 // Env is what every end-to-end test shares.
@@ -44,8 +48,10 @@ type Env struct {
 	REST       *rest.Config
 	Client     kubernetes.Interface
 	CA         *testenv.CA
-	Parent     *testenv.Parent
-	// ParentPassword is the parent's htpasswd password for ParentUser.
+	// Parent stands in for ACR: token auth with the realm on its host, scoped tokens that expire, blobs sent from
+	// a storage host of its own (internal/testing/acrparent).
+	Parent *acrparent.Parent
+	// ParentPassword is the password of the sync token ParentUser.
 	ParentPassword string
 	// Chart is the chart staged with cert-manager's chart under charts/, as the helm CLI needs it offline.
 	Chart string
@@ -53,51 +59,25 @@ type Env struct {
 	State string
 	Log   io.Writer
 
-	parentOptions testenv.ParentOptions
-	parentLog     accessLog
+	parentOptions acrparent.Options
+	// blobGetsBefore counts the blob downloads of parents stopped before this one.
+	blobGetsBefore int
 }
 
-// accessLog keeps the parent's access log lines, to count what it served.
-type accessLog struct {
-	mu    sync.Mutex
-	lines []string
-	buf   []byte
-}
-
-func (a *accessLog) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.buf = append(a.buf, p...)
-	for {
-		i := bytes.IndexByte(a.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		a.lines = append(a.lines, string(a.buf[:i]))
-		a.buf = a.buf[i+1:]
-	}
-}
-
-// ParentBlobGets counts the blob downloads the parent has served so far (GET .../blobs/sha256:... with 200).
-func (e *Env) ParentBlobGets() int {
-	e.parentLog.mu.Lock()
-	defer e.parentLog.mu.Unlock()
-	n := 0
-	for _, l := range e.parentLog.lines {
-		if strings.Contains(l, `"GET /v2/`) && strings.Contains(l, "/blobs/sha256:") && strings.Contains(l, `" 200 `) {
-			n++
-		}
-	}
-	return n
-}
+// ParentBlobGets counts the blob downloads the parent's storage host has served so far, across its restarts.
+func (e *Env) ParentBlobGets() int { return e.blobGetsBefore + e.Parent.BlobGets() }
 
 // StopParent stops the parent registry: the site is disconnected.
-func (e *Env) StopParent() { e.Parent.Stop() }
+func (e *Env) StopParent() {
+	e.blobGetsBefore += e.Parent.BlobGets()
+	e.Parent.Stop()
+}
 
-// StartParentAgain starts the parent registry again on its stored content.
+// StartParentAgain starts the parent registry again on its stored content, at the same addresses, with new
+// signing keys: tokens the registry holds are refused and must be renewed.
 func (e *Env) StartParentAgain(ctx context.Context) error {
 	var err error
-	e.Parent, err = testenv.StartParent(ctx, e.parentOptions)
+	e.Parent, err = acrparent.Start(ctx, e.parentOptions)
 	return err
 }
 
@@ -238,12 +218,13 @@ func (e *Env) startParent(ctx context.Context) error {
 	e.CA = ca
 	dir := filepath.Join(e.State, "parent")
 	_ = os.RemoveAll(dir)
-	e.parentOptions = testenv.ParentOptions{
-		Bin: filepath.Join(e.Root, "bin", "registry"), Dir: dir, Addr: net.JoinHostPort(BridgeIP, parentPort),
-		CA: ca, User: ParentUser, Password: e.ParentPassword,
-		Log: io.MultiWriter(prefixWriter(e.Log, "  parent | "), &e.parentLog),
+	e.parentOptions = acrparent.Options{
+		Bin: filepath.Join(e.Root, "bin", "registry"), Dir: dir,
+		Addr: net.JoinHostPort(BridgeIP, parentPort), StorageAddr: net.JoinHostPort(BridgeIP, storagePort),
+		CA: ca, SyncToken: acrparent.Account{Name: ParentUser, Password: e.ParentPassword},
+		TokenLifetime: parentTokenLifetime, Log: prefixWriter(e.Log, "  parent | "),
 	}
-	if e.Parent, err = testenv.StartParent(ctx, e.parentOptions); err != nil {
+	if e.Parent, err = acrparent.Start(ctx, e.parentOptions); err != nil {
 		return err
 	}
 	caFile := filepath.Join(e.State, "ca.crt")
@@ -252,7 +233,7 @@ func (e *Env) startParent(ctx context.Context) error {
 	}
 	return e.Run(ctx, "go", "run", "./ci/images", "push", "--image-dir", imagesDir, "--only", "hello",
 		"--rename", "connected-registry/testdata=testdata",
-		"--registry", e.Parent.Host, "--ca", caFile, "--username", ParentUser, "--password", e.ParentPassword)
+		"--registry", e.Parent.Host, "--ca", caFile, "--username", e.Parent.Admin.Name, "--password", e.Parent.Admin.Password)
 }
 
 type lineWriter struct {
