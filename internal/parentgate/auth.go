@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/connected-registry/connected-registry/internal/challenge"
+	"github.com/connected-registry/connected-registry/internal/registryapi"
 )
 
 // Token handling limits.
@@ -38,7 +38,7 @@ func (g *Gate) rewriteChallenges(resp *http.Response, gateHost string) {
 	}
 	rewritten := make([]string, 0, len(values))
 	for _, v := range values {
-		cs, err := challenge.Parse(v)
+		cs, err := registryapi.ParseChallenges(v)
 		if err != nil {
 			rewritten = append(rewritten, v)
 			continue
@@ -59,7 +59,7 @@ func (g *Gate) rewriteChallenges(resp *http.Response, gateHost string) {
 			g.allowRealm(u)
 			cs[i].Set("realm", (&url.URL{Scheme: "http", Host: gateHost, Path: TokenPath, RawQuery: url.Values{"realm": {u.String()}}.Encode()}).String())
 		}
-		rewritten = append(rewritten, challenge.Format(cs))
+		rewritten = append(rewritten, registryapi.FormatChallenges(cs))
 	}
 	resp.Header["Www-Authenticate"] = rewritten
 }
@@ -183,7 +183,7 @@ func (g *Gate) fetchToken(req *http.Request) (*tokenAnswer, error) {
 		g.reportRefusal(req, resp, true, body)
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			// Distribution logs the message of an error answer: let it name the sync token and the answer.
-			a.body = refusalAnswer(accountOf(req), resp.Status, answerDetail(body))
+			a.body = refusalAnswer(accountOf(req), resp.Status, registryapi.ErrorMessage(body))
 			a.header = http.Header{"Content-Type": {"application/json"}}
 		}
 		return a, nil
@@ -237,7 +237,7 @@ func (g *Gate) reportRefusal(req *http.Request, resp *http.Response, tokenReques
 	if seen && now.Sub(last) < refusalEvery {
 		return
 	}
-	detail := answerDetail(body)
+	detail := registryapi.ErrorMessage(body)
 	g.logger().Warn(what+": check the connection string's SyncTokenName and SyncTokenPassword, or registry.parent.credentialsSecret",
 		"account", account, "host", req.URL.Host, "path", req.URL.Path, "answer", resp.Status, "detail", detail)
 }
@@ -250,21 +250,6 @@ func accountOf(req *http.Request) string {
 	}
 	if user, _, ok := req.BasicAuth(); ok {
 		return user
-	}
-	return ""
-}
-
-// answerDetail is the message of an error answer of the distribution API, short and on one line.
-func answerDetail(body []byte) string {
-	var e struct {
-		Errors []struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"errors"`
-		Details string `json:"details"`
-	}
-	if json.Unmarshal(body, &e) == nil && len(e.Errors) > 0 {
-		return strings.TrimSpace(e.Errors[0].Code + " " + e.Errors[0].Message)
 	}
 	return ""
 }

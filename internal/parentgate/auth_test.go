@@ -18,7 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connected-registry/connected-registry/internal/challenge"
+	"github.com/connected-registry/connected-registry/internal/registryapi"
 )
 
 // tokenParent stands in for a registry with token auth, as ACR answers: /v2/ challenges with a Bearer realm on
@@ -138,7 +138,7 @@ func (c registryClient) realm() (*url.URL, string) {
 	require.NoError(c.t, err)
 	resp.Body.Close()
 	require.Equal(c.t, http.StatusUnauthorized, resp.StatusCode)
-	cs, err := challenge.Parse(resp.Header.Get("WWW-Authenticate"))
+	cs, err := registryapi.ParseChallenges(resp.Header.Get("WWW-Authenticate"))
 	require.NoError(c.t, err)
 	require.Len(c.t, cs, 1)
 	realm, _ := cs[0].Param("realm")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -14,8 +13,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connected-registry/connected-registry/internal/challenge"
 	"github.com/connected-registry/connected-registry/internal/connstring"
+	"github.com/connected-registry/connected-registry/internal/registryapi"
 )
 
 // Keys of the hook Secret for the parent check: public, but known only from the values before anything is
@@ -83,7 +82,7 @@ func checkParent(ctx context.Context, c *Checker) (Status, string) {
 	}
 
 	header := resp.Header.Get("WWW-Authenticate")
-	cs, err := challenge.Parse(header)
+	cs, err := registryapi.ParseChallenges(header)
 	if err != nil || len(cs) == 0 {
 		return warn("the parent %s answered GET /v2/ with %s and the challenge %q, which the registry cannot follow", parent.Host, resp.Status, header)
 	}
@@ -205,14 +204,8 @@ func get(ctx context.Context, client *http.Client, u string, creds *credentials)
 
 // detail is the message of an error answer of the distribution API, as ": message", or "".
 func detail(body []byte) string {
-	var e struct {
-		Errors []struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"errors"`
+	if m := registryapi.ErrorMessage(body); m != "" {
+		return ": " + m
 	}
-	if json.Unmarshal(body, &e) != nil || len(e.Errors) == 0 {
-		return ""
-	}
-	return ": " + oneLine(strings.TrimSpace(e.Errors[0].Code+" "+e.Errors[0].Message))
+	return ""
 }

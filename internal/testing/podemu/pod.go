@@ -24,7 +24,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -339,16 +338,12 @@ func (p *Pod) logf(format string, args ...any) {
 	}
 }
 
-// productImageNames are the last path elements the product image's repository may have:
-// ghcr.io/connected-registry/connected-registry, and hooks, the chart's default repository until the chart
-// follows the image's rename (issue 13); drop "hooks" then.
-var productImageNames = []string{"connected-registry", "hooks"}
-
-// isProductImage tells whether image (repository:tag or repository@digest) is the product image.
+// isProductImage tells whether image (repository:tag or repository@digest) is the product image, whose
+// repository ends in connected-registry (ghcr.io/connected-registry/connected-registry, or a mirror of it).
 func isProductImage(image string) bool {
 	repo, _, _ := strings.Cut(image, "@")
 	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 		repo = repo[:i]
 	}
-	return slices.Contains(productImageNames, path.Base(repo))
+	return path.Base(repo) == "connected-registry"
 }

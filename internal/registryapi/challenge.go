@@ -1,6 +1,7 @@
-// Package challenge reads and writes the challenges of a WWW-Authenticate header (RFC 9110 section 11.6.1), as
-// registries send them: `Bearer realm="https://…/token",service="…"`.
-package challenge
+// Package registryapi reads what a registry of the OCI distribution API answers, where the parent gate and the
+// preflight check both need it: the challenges of a WWW-Authenticate header (RFC 9110 section 11.6.1), as
+// `Bearer realm="https://…/token",service="…"`, and the message of an error answer.
+package registryapi
 
 import (
 	"errors"
@@ -40,9 +41,9 @@ func (c *Challenge) Set(key, value string) {
 // ErrSyntax is returned for a header value that is not a list of challenges with parameters.
 var ErrSyntax = errors.New("not a WWW-Authenticate value of challenges with parameters")
 
-// Parse reads the challenges of one WWW-Authenticate value: `Bearer realm="…",service="…"`, several of
+// ParseChallenges reads the challenges of one WWW-Authenticate value: `Bearer realm="…",service="…"`, several of
 // them separated by commas. Challenges with a token68 instead of parameters are not understood.
-func Parse(s string) ([]Challenge, error) {
+func ParseChallenges(s string) ([]Challenge, error) {
 	var cs []Challenge
 	i := 0
 	skip := func(set string) {
@@ -133,8 +134,8 @@ func readValue(s string, i *int) (string, bool) {
 	return "", false
 }
 
-// Format writes challenges back as one header value, every parameter quoted.
-func Format(cs []Challenge) string {
+// FormatChallenges writes challenges back as one header value, every parameter quoted.
+func FormatChallenges(cs []Challenge) string {
 	var b strings.Builder
 	for i, c := range cs {
 		if i > 0 {

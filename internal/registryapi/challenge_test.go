@@ -1,14 +1,14 @@
-package challenge_test
+package registryapi_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connected-registry/connected-registry/internal/challenge"
+	"github.com/connected-registry/connected-registry/internal/registryapi"
 )
 
-func TestParseAndFormat(t *testing.T) {
+func TestChallenges(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct{ name, in, out string }{
 		{"a Bearer challenge should keep its parameters in order", `Bearer realm="https://r.example/token",service="r.example",scope="repository:a:pull"`,
@@ -20,13 +20,20 @@ func TestParseAndFormat(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cs, err := challenge.Parse(tt.in)
+			cs, err := registryapi.ParseChallenges(tt.in)
 			require.NoError(t, err)
-			require.Equal(t, tt.out, challenge.Format(cs))
+			require.Equal(t, tt.out, registryapi.FormatChallenges(cs))
 		})
 	}
 	for _, bad := range []string{`Bearer realm="unterminated`, `=x`, `Bearer realm=`} {
-		_, err := challenge.Parse(bad)
+		_, err := registryapi.ParseChallenges(bad)
 		require.Error(t, err, bad)
 	}
+}
+
+func TestErrorMessage(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "UNAUTHORIZED authentication required", registryapi.ErrorMessage([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication\nrequired"}]}`)))
+	require.Empty(t, registryapi.ErrorMessage([]byte(`<html>not json</html>`)))
+	require.Empty(t, registryapi.ErrorMessage([]byte(`{"errors":[]}`)))
 }
