@@ -34,29 +34,3 @@ parent check needs (the parent's CA bundle, the outbound proxy).
 {{- define "cr.preflight.needsNodes" -}}
 {{- or (and .v.trustDistribution.enabled (eq (include "cr.useNodeSelector" .) "true")) (not (empty .v.registry.nodeSelector)) }}
 {{- end }}
-
-{{/*
-cr.preflight.maskedConnectionString is the connection string with the letters and digits of SyncTokenPassword
-(and of anything that is not a known field, which may be a piece of it) masked: internal/connstring's verdicts
-never depend on them (its FuzzParse proves it), so the check is as strong and the password never leaves the
-connection Secret.
-*/}}
-{{- define "cr.preflight.maskedConnectionString" -}}
-{{- $known := list "connectedregistryname" "synctokenname" "parentgatewayendpoint" "parentendpointprotocol" }}
-{{- $out := list }}
-{{- range (splitList ";" (trim (.v.connectionString | default ""))) }}
-{{- $kv := splitn "=" 2 . }}
-{{- if and (contains "=" .) (has (lower $kv._0) $known) }}
-{{- $out = append $out . }}
-{{- else if and (contains "=" .) (eq (lower $kv._0) "synctokenpassword") }}
-{{- $out = append $out (printf "%s=%s" $kv._0 (include "cr.preflight.mask" $kv._1)) }}
-{{- else }}
-{{- $out = append $out (include "cr.preflight.mask" .) }}
-{{- end }}
-{{- end }}
-{{- join ";" $out }}
-{{- end }}
-
-{{- define "cr.preflight.mask" -}}
-{{- regexReplaceAll "[0-9]" (regexReplaceAll "[A-Z]" (regexReplaceAll "[a-z]" . "x") "X") "0" }}
-{{- end }}
