@@ -161,7 +161,7 @@ func (g *Gate) connectTLS(ctx context.Context, target string) (net.Conn, error) 
 		return nil, fmt.Errorf("TLS handshake with %s %s: %w", r, target, err)
 	}
 	raw.disarm()
-	return g.watch(target, tc), nil
+	return g.watch(target, tc, raw.Conn.Close), nil
 }
 
 // do sends out (a request to the parent) and returns the answer the registry gets: a Bearer challenge's realm

@@ -221,7 +221,7 @@ func (g *Gate) connect(ctx context.Context, target string) (*watchedConn, error)
 		g.markDown(target, "connecting failed: "+err.Error())
 		return nil, fmt.Errorf("connecting to %s %s: %w", r, target, err)
 	}
-	return g.watch(target, up), nil
+	return g.watch(target, up, up.Close), nil
 }
 
 // watchedConn is a connection the gate cuts when its host is silent: bytes written to it unanswered for
@@ -236,10 +236,13 @@ type watchedConn struct {
 	unanswered atomic.Int64  // unix nanos of the oldest bytes written that target has not answered; 0: none
 	closed     chan struct{}
 	once       sync.Once
+	// cut closes the TCP connection under Conn at once. For TLS it must not send a closing alert first: the
+	// host would answer it, and the answer could be read before the connection is gone.
+	cut func() error
 }
 
-func (g *Gate) watch(target string, c net.Conn) *watchedConn {
-	w := &watchedConn{Conn: c, g: g, target: target, now: g.clock(), seen: g.lastSeen(target), closed: make(chan struct{})}
+func (g *Gate) watch(target string, c net.Conn, cut func() error) *watchedConn {
+	w := &watchedConn{Conn: c, g: g, target: target, now: g.clock(), seen: g.lastSeen(target), closed: make(chan struct{}), cut: cut}
 	go w.watch()
 	return w
 }
@@ -282,7 +285,7 @@ func (w *watchedConn) watch() {
 			since := w.unanswered.Load()
 			if since != 0 && t.Sub(time.Unix(0, since)) > w.g.ResponseTimeout && t.Sub(time.Unix(0, w.seen.Load())) > w.g.ResponseTimeout {
 				w.g.markDown(w.target, fmt.Sprintf("no answer within %s", w.g.ResponseTimeout))
-				w.Conn.Close()
+				_ = w.cut()
 				return
 			}
 		}
