@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender
+.PHONY: push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender
 
 all: verify test
 
@@ -96,6 +96,14 @@ bench-postrender: tools postrender
 
 clean:
 	rm -rf bin _out $(POSTRENDER_PLUGIN_DIR)/bin
+
+## push-images: build the product and registry images for linux/amd64 and linux/arm64 without Docker and push them
+## to IMAGES_REGISTRY (HOST[:PORT], over TLS), each under its repository path; IMAGES_USERNAME, IMAGES_PASSWORD and
+## IMAGES_CA from the environment
+push-images:
+	@test -n "$(IMAGES_REGISTRY)" || { echo "push-images: set IMAGES_REGISTRY=HOST[:PORT]"; exit 2; }
+	go run ./ci/images build --only connected-registry,registry --platforms linux/amd64,linux/arm64
+	go run ./ci/images push --only connected-registry,registry --registry $(IMAGES_REGISTRY)
 
 ## demo: build everything, start the embedded single-node cluster and a parent registry, install the chart and
 ## pull an image through it (needs root)
