@@ -237,6 +237,12 @@ func TestTrustOn(t *testing.T) {
 			warning: "helm uninstall will not remove the node agent's files",
 		},
 		{
+			name:     "an IPv6 clusterIP is bracketed wherever it stands before :443, as containerd's certs.d and image references name it",
+			in:       strings.Replace(ownTrust(false), `clusterIP: "10.96.0.50"`, `clusterIP: "fd00:10:96::50"`, 1),
+			contains: []string{"--host=[fd00:10:96::50]:443"},
+			absent:   []string{"fd00:10:96::50:443", "__CR_"},
+		},
+		{
 			name:     "helm 4 output gets the node agent with its post-delete hook, each filed under its template",
 			in:       ownTrust(true),
 			contains: []string{"kind: DaemonSet", "helm.sh/hook: post-delete", "postrenderer.helm.sh/postrender-filename: connected-registry/templates/"},

@@ -15,6 +15,8 @@ const (
 	PlaceholderNamespace = "__CR_NAMESPACE__"
 	PlaceholderFullname  = "__CR_FULLNAME__"
 	PlaceholderRelease   = "__CR_RELEASE__"
+	// PlaceholderClusterIP stands for the clusterIP as a URL or image reference holds it: in brackets when
+	// it is IPv6 ([fd00::50]), as every use in the component is followed by :443.
 	PlaceholderClusterIP = "__CR_CLUSTER_IP__"
 	PlaceholderTLSSecret = "__CR_TLS_SECRET__"
 	PlaceholderImage     = "__CR_IMAGE__"
@@ -252,8 +254,16 @@ func trustAgent(docs []*document, tmpl []byte) ([]byte, error) {
 	}
 	rep := strings.NewReplacer(
 		PlaceholderNamespace, p.Namespace, PlaceholderFullname, p.Fullname, PlaceholderRelease, p.Release,
-		PlaceholderClusterIP, p.ClusterIP, PlaceholderTLSSecret, p.TLSSecret, PlaceholderImage, p.Image)
+		PlaceholderClusterIP, hostLiteral(p.ClusterIP), PlaceholderTLSSecret, p.TLSSecret, PlaceholderImage, p.Image)
 	return []byte(rep.Replace(string(tmpl))), nil
+}
+
+// hostLiteral is ip as it stands before ":port" in a URL or an image reference: an IPv6 address in brackets.
+func hostLiteral(ip string) string {
+	if strings.Contains(ip, ":") {
+		return "[" + ip + "]"
+	}
+	return ip
 }
 
 func findTrustParams(docs []*document) (TrustParams, error) {

@@ -291,3 +291,27 @@ func TestEntryRefusesBadBundles(t *testing.T) {
 	}
 	assert.NoDirExists(t, dir, "nothing is written for a bad bundle")
 }
+
+// TestEntryForAnIPv6Host: the directory and the URLs carry the bracketed host exactly as an image reference
+// names it ([fd00:10:96::50]:443/repo:tag), which is the name containerd looks up in certs.d.
+func TestEntryForAnIPv6Host(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	const v6 = "[fd00:10:96::50]:443"
+	e := &trust.Entry{Dir: t.TempDir(), HostDir: "/etc/containerd/certs.d", Host: v6, Owner: "ns/cr",
+		PreviousCAGrace: time.Hour, Now: c.Now}
+	_, err := e.Install(newCA(t, c.t, "CA one"))
+	require.NoError(t, err)
+	hosts, err := os.ReadFile(filepath.Join(e.Dir, v6, "hosts.toml"))
+	require.NoError(t, err)
+	assert.Equal(t, `# Written by connected-registry (ns/cr); removed on helm uninstall. Do not edit.
+server = "https://[fd00:10:96::50]:443"
+
+[host."https://[fd00:10:96::50]:443"]
+  capabilities = ["pull", "resolve"]
+  ca = "/etc/containerd/certs.d/[fd00:10:96::50]:443/ca.crt"
+`, string(hosts))
+	removed, _, err := e.Remove()
+	require.NoError(t, err)
+	assert.Contains(t, removed, filepath.Join(e.Dir, v6, "hosts.toml"))
+	assert.NoDirExists(t, filepath.Join(e.Dir, v6))
+}

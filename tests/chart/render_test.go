@@ -604,3 +604,37 @@ func mergeValues(a, b map[string]any) map[string]any {
 	}
 	return out
 }
+
+// TestIPv6ClusterIP: an IPv6 service.clusterIP stands in brackets wherever a port follows it (NOTES, the trust
+// agent's and the cleanup's --host, the certs.d directory), and bare where an address is asked for (the Service,
+// the certificate's SANs).
+func TestIPv6ClusterIP(t *testing.T) {
+	t.Parallel()
+	const ip = "fd00:10:96::50"
+	for name, extra := range map[string]map[string]any{
+		"trust on":  {},
+		"trust off": {"trustDistribution": map[string]any{"enabled": false}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			vals := with(extra)
+			vals["service"] = map[string]any{"clusterIP": ip}
+			res, err := render(t, vals, chartrender.CertManagerAPIVersion)
+			require.NoError(t, err)
+			all := res.YAML() + res.Notes
+			if i := strings.Index(all, ip+":443"); i >= 0 {
+				t.Fatalf("an IPv6 address followed by a port without brackets is no valid reference: …%s…", all[max(0, i-80):i+20])
+			}
+			require.Contains(t, res.Notes, "image: ["+ip+"]:443/<repository>:<tag>")
+			svc := res.OfKind("Service")
+			require.NotEmpty(t, svc)
+			require.Contains(t, svc[0].YAML, `clusterIP: "`+ip+`"`)
+			if name == "trust on" {
+				require.Contains(t, res.YAML(), "--host=["+ip+"]:443")
+				require.Contains(t, res.Notes, "/etc/containerd/certs.d/["+ip+"]:443/{ca.crt,hosts.toml}")
+			} else {
+				require.Contains(t, res.Notes, `server = "https://[`+ip+`]:443"`)
+			}
+		})
+	}
+}

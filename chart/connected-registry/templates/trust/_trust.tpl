@@ -4,9 +4,11 @@
 {{- and (ne (toString $td.enabled) "false") true }}
 {{- end }}
 
-{{/* cr.trustHost: the address nodes pull from, <clusterIP>:443; containerd's certs.d directory is named so. */}}
+{{/* cr.trustHost: the address nodes pull from, <clusterIP>:443, an IPv6 clusterIP in brackets ([fd00::50]:443) as
+image references and URLs need it; containerd's certs.d directory is named so. */}}
 {{- define "cr.trustHost" -}}
-{{- printf "%s:443" .v.service.clusterIP }}
+{{- $ip := .v.service.clusterIP }}
+{{- if contains ":" $ip }}{{ printf "[%s]:443" $ip }}{{ else }}{{ printf "%s:443" $ip }}{{ end }}
 {{- end }}
 
 {{/* cr.trustOwner: what the agent writes into its marker, and the only owner whose entry it removes. */}}
