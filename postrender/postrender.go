@@ -311,7 +311,9 @@ func (r *Renderer) explain(err error, split func() ([]*document, error)) error {
 }
 
 // checkPatches fails when a targeted patch selected nothing: kustomize skips such a patch silently. A
-// deletion may find nothing to delete (the trust-distribution off component on a chart rendered without it). A patch
+// patch that selects on one of the chart's mode annotations (ModeAnnotations) is one branch of a choice and may
+// find nothing: the http-proxy component patches the parent gate or the registry, whichever connects to the
+// parent. A deletion may find nothing to delete (the trust-distribution off component on a chart rendered without it). A patch
 // counts as matched when its target selects an object of the input or of the output (a patch may delete its
 // object, or select labels another component adds). A stream of Helm 4 hooks alone is exempt: Helm's
 // "separate" strategy post-renders hooks apart from the templates the patches are for.
@@ -326,7 +328,7 @@ func (r *Renderer) checkPatches(docs func() ([]*document, error), out []*resourc
 		}
 	}
 	for _, p := range r.patches {
-		if p.target == nil || p.deletes {
+		if p.target == nil || p.deletes || selectsOnMode(*p.target) {
 			continue
 		}
 		matched, err := selectsAny(*p.target, docs, out)

@@ -1,6 +1,8 @@
 package postrender
 
 import (
+	"strings"
+
 	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/resid"
@@ -46,4 +48,19 @@ func selectsAny(sel types.Selector, docs func() ([]*document, error), out []*res
 		}
 	}
 	return false, nil
+}
+
+// ModeAnnotations are annotations the chart sets on its objects to say which variant of a workload it rendered,
+// so that a component can carry one patch per variant: connected-registry.io/parent-client on the registry
+// Deployment names the container that connects to the parent ("parent-gate" or "registry").
+var ModeAnnotations = []string{"connected-registry.io/parent-client"}
+
+// selectsOnMode tells whether a patch target's annotation selector names one of ModeAnnotations.
+func selectsOnMode(s types.Selector) bool {
+	for _, a := range ModeAnnotations {
+		if strings.Contains(s.AnnotationSelector, a) {
+			return true
+		}
+	}
+	return false
 }

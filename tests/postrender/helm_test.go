@@ -72,6 +72,12 @@ func helmHome(t *testing.T, cli string) []string {
 // the combined output.
 func template(t *testing.T, cli, scenario string, args ...string) (string, string, error) {
 	t.Helper()
+	return templateWith(t, cli, scenario, nil, args...)
+}
+
+// templateWith is template with extra helm arguments (--set …) after the scenario's values file.
+func templateWith(t *testing.T, cli, scenario string, helmArgs []string, args ...string) (string, string, error) {
+	t.Helper()
 	requireFile(t, filepath.Join(root, "bin", cli), "run `bash ci/tools.sh` to build the pinned helm CLIs")
 	requireFile(t, binary, "run `make postrender` to build the post-renderer")
 	scenarios, err := chartrender.ScenarioFiles()
@@ -84,6 +90,7 @@ func template(t *testing.T, cli, scenario string, args ...string) (string, strin
 	for _, a := range apis {
 		cmdArgs = append(cmdArgs, "--api-versions", a)
 	}
+	cmdArgs = append(cmdArgs, helmArgs...)
 	if cli == "helm3" {
 		cmdArgs = append(cmdArgs, "--post-renderer", binary)
 	} else {
@@ -111,7 +118,7 @@ func TestGolden(t *testing.T) {
 		contains       []string
 	}{
 		{"site-example", "cert-manager-preinstalled", []string{"--kustomize-dir=kustomize/examples/site"},
-			[]string{"site.example.com/name: berlin-1", "mirror.example.com/library/registry:3", "HTTP_PROXY", "cpu: 250m"}},
+			[]string{"site.example.com/name: berlin-1", "mirror.example.com/library/registry:3", "HTTPS_PROXY", "cpu: 250m"}},
 		{"tolerations", "cert-manager-preinstalled", []string{"--component=kustomize/components/tolerations"},
 			[]string{"key: site.example.com/edge"}},
 		{"http-proxy", "cert-manager-preinstalled", []string{"--component=kustomize/components/http-proxy"},

@@ -18,9 +18,11 @@ type CleanupOptions struct {
 	NodeTrustOptions
 	// Secrets to delete, by name; a missing one is fine.
 	Secrets []string
-	// Image of the per-node pods: this binary's image.
-	Image      string
-	PullPolicy string
+	// Image of the per-node pods: this binary's image; empty takes the image of this pod's container.
+	Image string
+	// PodName and Container name this pod and its container, whose image the per-node pods run when Image is empty.
+	PodName, Container string
+	PullPolicy         string
 	// PodPrefix names the per-node pods, <prefix>-<hash of node>.
 	PodPrefix string
 	// Labels of the per-node pods, key=value items.
@@ -40,7 +42,9 @@ func (o *CleanupOptions) AddFlags(fs *FlagSet) {
 	const p = "CONNECTED_REGISTRY_CLEANUP_"
 	fs.BoolVar(&o.Nodes, "nodes", p+"NODES", true, "remove the trust entry from every node")
 	fs.ListVar(&o.Secrets, "secret", p+"SECRETS", nil, "Secrets to delete, comma-separated (certgen's and cert-manager's, never the user's)")
-	fs.StringVar(&o.Image, "image", p+"IMAGE", "", "image of the per-node removal pods: this binary's own (required with --nodes)")
+	fs.StringVar(&o.Image, "image", p+"IMAGE", "", "image of the per-node removal pods; empty: the image of this pod's container (--pod-name, --container)")
+	fs.StringVar(&o.PodName, "pod-name", "POD_NAME", "", "this pod's name, to run the per-node pods from its image when --image is empty")
+	fs.StringVar(&o.Container, "container", p+"CONTAINER", "cleanup", "this pod's container whose image the per-node pods run when --image is empty")
 	fs.StringVar(&o.PullPolicy, "pull-policy", p+"PULL_POLICY", string(corev1.PullIfNotPresent), "imagePullPolicy of the per-node pods")
 	fs.StringVar(&o.PodPrefix, "pod-prefix", p+"POD_PREFIX", "connected-registry-trust-remove", "name prefix of the per-node pods")
 	fs.ListVar(&o.Labels, "labels", p+"LABELS", nil, "labels of the per-node pods, key=value items, comma-separated")
@@ -53,8 +57,8 @@ func (o *CleanupOptions) Complete() error {
 		if err := o.NodeTrustOptions.complete(); err != nil {
 			return err
 		}
-		if o.Image == "" {
-			return usageErrorf("--image is required with --nodes: the per-node pods run this binary")
+		if o.Image == "" && o.PodName == "" {
+			return usageErrorf("give --image or --pod-name (POD_NAME) with --nodes: the per-node pods run this binary's image")
 		}
 	}
 	o.labels = map[string]string{}
@@ -70,6 +74,13 @@ func (o *CleanupOptions) Complete() error {
 
 // Run removes the node entries, then the Secrets, printing one line per node and per Secret.
 func (o *CleanupOptions) Run(ctx context.Context, out io.Writer) error {
+	if o.Nodes && o.Image == "" {
+		image, err := trust.OwnImage(ctx, o.Client, o.Namespace, o.PodName, o.Container)
+		if err != nil {
+			return err
+		}
+		o.Image = image
+	}
 	c := &trust.Cleanup{
 		Client: o.Client, Namespace: o.Namespace, Nodes: o.Nodes,
 		HostCertsDir: o.HostCertsDir, Host: o.Host, Owner: o.Owner,

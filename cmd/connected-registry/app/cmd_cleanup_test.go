@@ -21,9 +21,9 @@ func TestCleanupCommandLine(t *testing.T) {
 		wantCode int
 	}{
 		{
-			name:     "--nodes without --image should be a usage error",
+			name:     "--nodes without --image or --pod-name should be a usage error",
 			args:     []string{"--host=10.96.0.50:443", "--owner=connected-registry/cr"},
-			wantErr:  "--image is required with --nodes: the per-node pods run this binary",
+			wantErr:  "give --image or --pod-name (POD_NAME) with --nodes: the per-node pods run this binary's image",
 			wantCode: 2,
 		},
 		{
@@ -31,6 +31,13 @@ func TestCleanupCommandLine(t *testing.T) {
 			args:     []string{"--host=10.96.0.50:443", "--image=" + cleanupImage},
 			wantErr:  `--owner "" is not namespace/release`,
 			wantCode: 2,
+		},
+		{
+			name:     "--pod-name instead of --image should get as far as building the API client",
+			args:     []string{"--host=10.96.0.50:443", "--owner=connected-registry/cr"},
+			env:      map[string]string{"POD_NAME": "cr-connected-registry-trust-cleanup-x7k2p"},
+			wantErr:  "configuring the API client: stat /nonexistent/kubeconfig: no such file or directory",
+			wantCode: 1,
 		},
 		{
 			name:     "a label without = should be a usage error",
