@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,20 +70,62 @@ func (o *Options) goBuild(ctx context.Context, pkg, out string, extra ...string)
 	// the 160 MB binary. No -trimpath: go test and go vet of this module
 	// (which compile cmd/kube's packages too) then share the build cache
 	// with this build instead of compiling Kubernetes a second time.
-	args := append([]string{"build", "-buildvcs=false", "-o", out}, extra...)
-	args = append(args, pkg)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = o.Source
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
 	if os.Getenv("GOPROXY") == "" {
-		cmd.Env = append(cmd.Env, "GOPROXY=https://proxy.golang.org")
+		env = append(env, "GOPROXY=https://proxy.golang.org")
 	}
-	cmd.Stdout, cmd.Stderr = o.Out, o.Out
 	began := time.Now()
 	o.logf("go build %s -> %s", pkg, out)
+	// -v names each package as it is compiled (cached ones are not): counted against the package's
+	// dependencies, that is the progress of a cold build, which takes minutes.
+	list := exec.CommandContext(ctx, "go", "list", "-deps", pkg)
+	list.Dir, list.Env = o.Source, env
+	deps, _ := list.Output()
+	progress := &buildProgress{out: o.Out, pkg: pkg, total: bytes.Count(deps, []byte("\n")), began: began, every: ProgressInterval}
+	args := append([]string{"build", "-v", "-buildvcs=false", "-o", out}, extra...)
+	args = append(args, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir, cmd.Env = o.Source, env
+	cmd.Stdout, cmd.Stderr = o.Out, progress
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build %s in %s: %w", pkg, o.Source, err)
 	}
-	o.logf("built %s in %s", filepath.Base(out), time.Since(began).Round(time.Second))
+	o.logf("built %s in %s (%d packages compiled, the rest cached)", filepath.Base(out), time.Since(began).Round(time.Second), progress.compiled)
 	return nil
+}
+
+// ProgressInterval is how often a long build reports how far it got.
+var ProgressInterval = 30 * time.Second
+
+// buildProgress reads `go build -v`'s stderr: package paths are counted and reported every interval, anything
+// else (compiler errors) is passed on.
+type buildProgress struct {
+	out         io.Writer
+	pkg         string
+	total       int
+	began, last time.Time
+	every       time.Duration
+	compiled    int
+	partial     []byte
+}
+
+func (p *buildProgress) Write(b []byte) (int, error) {
+	p.partial = append(p.partial, b...)
+	for {
+		i := bytes.IndexByte(p.partial, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		line := string(p.partial[:i])
+		p.partial = p.partial[i+1:]
+		if line == "" || strings.ContainsAny(line, " \t:") || strings.HasPrefix(line, "#") {
+			fmt.Fprintln(p.out, line)
+			continue
+		}
+		p.compiled++
+		if now := time.Now(); now.Sub(p.last) >= p.every && now.Sub(p.began) >= p.every {
+			p.last = now
+			fmt.Fprintf(p.out, "cluster: go build %s: %d of %d packages compiled, %s\n", p.pkg, p.compiled, p.total, now.Sub(p.began).Round(time.Second))
+		}
+	}
 }
