@@ -49,6 +49,9 @@ type Cleanup struct {
 	// Image of the per-node pods: the in-cluster binary's image, whose entrypoint runs trust-remove.
 	Image      string
 	PullPolicy corev1.PullPolicy
+	// ImagePullSecrets and PriorityClassName of the per-node pods.
+	ImagePullSecrets  []corev1.LocalObjectReference
+	PriorityClassName string
 	// PodPrefix names the per-node pods, <prefix>-<hash of node>.
 	PodPrefix string
 	// Labels of the per-node pods.
@@ -205,6 +208,8 @@ func (c *Cleanup) removalPod(node string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace, Labels: c.Labels},
 		Spec: corev1.PodSpec{
 			NodeName:                     node,
+			ImagePullSecrets:             c.ImagePullSecrets,
+			PriorityClassName:            c.PriorityClassName,
 			RestartPolicy:                corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: &f,
 			EnableServiceLinks:           &f,

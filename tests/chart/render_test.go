@@ -61,6 +61,11 @@ func TestRenderErrors(t *testing.T) {
 		hide string
 	}{
 		{
+			name: "a pod label under app.kubernetes.io/ should fail naming the key",
+			vals: with(map[string]any{"podLabels": map[string]any{"app.kubernetes.io/name": "x"}}),
+			want: "podLabels.app.kubernetes.io/name: labels under app.kubernetes.io/ and helm.sh/ are the chart's own (some select the release's pods); choose another key, for example site.example.com/name",
+		},
+		{
 			name: "tls.crt together with the default cert-manager.enabled=true should fail naming both keys",
 			vals: with(map[string]any{"tls.crt": b64Crt, "tls.key": b64Crt}),
 			want: "tls.crt and cert-manager.enabled=true both choose the registry certificate: set cert-manager.enabled=false (and cert-manager.install=false) to use your own certificate, or remove tls.crt to let cert-manager issue one",

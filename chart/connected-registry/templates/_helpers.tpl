@@ -33,15 +33,46 @@ fold again; helpers that need only the release and the chart (cr.fullname, cr.la
 {{- end }}
 
 {{- define "cr.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{- define "cr.fullname" -}}
-{{- if contains .Chart.Name .Release.Name }}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* cr.podLabels: podLabels, for every pod template's labels (after the chart's). Argument: the context of cr.values. */}}
+{{- define "cr.podLabels" -}}
+{{- with .v.podLabels }}{{ toYaml . }}{{ end }}
+{{- end }}
+
+{{/* cr.podAnnotations: podAnnotations, for every pod template. Argument: the context of cr.values. */}}
+{{- define "cr.podAnnotations" -}}
+{{- with .v.podAnnotations }}{{ toYaml . }}{{ end }}
+{{- end }}
+
+{{/* cr.podSpecExtras: imagePullSecrets and priorityClassName, for every pod spec. Argument: the context of cr.values. */}}
+{{- define "cr.podSpecExtras" -}}
+{{- with .v.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* cr.extraEnv: the items of extraEnv, to append to every container's env. Argument: the context of cr.values. */}}
+{{- define "cr.extraEnv" -}}
+{{- with .v.extraEnv }}{{ toYaml . }}{{ end }}
 {{- end }}
 
 {{/* cr.labels: common labels; selector labels never hold the chart version. Argument: (list $ "component") */}}

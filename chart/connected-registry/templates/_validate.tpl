@@ -63,6 +63,13 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- end }}
 {{- end }}
 
+{{- /* podLabels go beside the chart's own labels, selectors among them. */}}
+{{- range $k, $_ := $v.podLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $k) (hasPrefix "helm.sh/" $k) }}
+{{- fail (printf "podLabels.%s: labels under app.kubernetes.io/ and helm.sh/ are the chart's own (some select the release's pods); choose another key, for example site.example.com/%s" $k (base $k)) }}
+{{- end }}
+{{- end }}
+
 {{- /* Required values. */}}
 {{- if not $v.service.clusterIP }}
 {{- fail "service.clusterIP is required: set it to a free address inside the cluster's service CIDR, for example --set service.clusterIP=10.96.0.50 (nodes pull from <clusterIP>:443)" }}

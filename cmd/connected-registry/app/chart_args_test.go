@@ -33,6 +33,15 @@ func TestChartJobArgs(t *testing.T) {
 			type container struct {
 				Name string
 				Args []string
+				Env  []struct {
+					Name      string
+					Value     string
+					ValueFrom *struct {
+						FieldRef *struct {
+							FieldPath string `json:"fieldPath"`
+						} `json:"fieldRef"`
+					} `json:"valueFrom"`
+				}
 			}
 			var job struct {
 				Kind     string
@@ -75,7 +84,15 @@ func TestChartJobArgs(t *testing.T) {
 				t.Parallel()
 				args := append([]string{"connected-registry"}, c.Args...)
 				args = append(args, "--kubeconfig=/nonexistent/kubeconfig")
-				r := execute(t, nil, "", args...)
+				// The environment as the kubelet gives it: fields of the pod get a stand-in value.
+				env := map[string]string{}
+				for _, e := range c.Env {
+					env[e.Name] = e.Value
+					if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+						env[e.Name] = "from-" + e.ValueFrom.FieldRef.FieldPath
+					}
+				}
+				r := execute(t, env, "", args...)
 				require.Error(t, r.err)
 				require.Contains(t, r.err.Error(), "configuring the API client: ", "args %q", c.Args)
 			})

@@ -74,14 +74,18 @@ func (o *CleanupOptions) Complete() error {
 
 // Run removes the node entries, then the Secrets, printing one line per node and per Secret.
 func (o *CleanupOptions) Run(ctx context.Context, out io.Writer) error {
-	if o.Nodes && o.Image == "" {
-		image, err := trust.OwnImage(ctx, o.Client, o.Namespace, o.PodName, o.Container)
-		if err != nil {
+	var origin trust.Origin
+	if o.Nodes && o.PodName != "" {
+		var err error
+		if origin, err = trust.OwnPod(ctx, o.Client, o.Namespace, o.PodName, o.Container); err != nil {
 			return err
 		}
-		o.Image = image
+	}
+	if o.Image == "" {
+		o.Image = origin.Image
 	}
 	c := &trust.Cleanup{
+		ImagePullSecrets: origin.ImagePullSecrets, PriorityClassName: origin.PriorityClassName,
 		Client: o.Client, Namespace: o.Namespace, Nodes: o.Nodes,
 		HostCertsDir: o.HostCertsDir, Host: o.Host, Owner: o.Owner,
 		Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy), PodPrefix: o.PodPrefix, Labels: o.labels,

@@ -11,8 +11,18 @@ template:
   metadata:
     labels:
       {{- include "cr.selectorLabels" (list . "certgen") | nindent 6 }}
+      {{- with include "cr.podLabels" $ctx }}
+      {{- . | nindent 6 }}
+      {{- end }}
+    {{- with include "cr.podAnnotations" $ctx }}
+    annotations:
+      {{- . | nindent 6 }}
+    {{- end }}
   spec:
     serviceAccountName: {{ $sa }}
+    {{- with include "cr.podSpecExtras" $ctx }}
+    {{- . | nindent 4 }}
+    {{- end }}
     restartPolicy: Never
     securityContext:
       runAsNonRoot: true
@@ -44,6 +54,10 @@ template:
           - --duration={{ $v.tls.duration }}
           - --log-level={{ $v.logLevel }}
           - --timeout=90s
+        {{- with include "cr.extraEnv" $ctx }}
+        env:
+          {{- . | nindent 10 }}
+        {{- end }}
         terminationMessagePolicy: FallbackToLogsOnError
         securityContext:
           {{- include "cr.restrictedContainerSecurityContext" . | nindent 10 }}

@@ -131,6 +131,9 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     - name: REGISTRY_HTTP_TLS_KEY
       value: ""
     {{- end }}
+    {{- with include "cr.extraEnv" . }}
+    {{- . | nindent 4 }}
+    {{- end }}
   {{- if .http }}
   ports:
     - name: http
@@ -221,6 +224,9 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     {{- with include "cr.registry.parentEnv" . | trim }}
     {{- . | nindent 4 }}
     {{- end }}
+    {{- with include "cr.extraEnv" . }}
+    {{- . | nindent 4 }}
+    {{- end }}
   ports:
     - name: https
       containerPort: 8080
@@ -275,6 +281,10 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     {{- end }}
     - --health-addr=:8082
     - --log-level={{ .v.logLevel }}
+  {{- with include "cr.extraEnv" . }}
+  env:
+    {{- . | nindent 4 }}
+  {{- end }}
   startupProbe:
     httpGet:
       path: /started
@@ -304,6 +314,10 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
   args:
     - install-credential-helper
     - --dest=/helpers/docker-credential-connected-registry
+  {{- with include "cr.extraEnv" . }}
+  env:
+    {{- . | nindent 4 }}
+  {{- end }}
   securityContext:
     {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
   resources:
@@ -343,7 +357,7 @@ outbound proxy's URL from the proxy Secret.
     - --spool-budget={{ $parent.gate.spoolSize }}
     {{- end }}
     - --log-level={{ .v.logLevel }}
-  {{- if or .proxy .caBundle }}
+  {{- if or .proxy .caBundle .v.extraEnv }}
   env:
     {{- if and .proxy (or $p.httpsProxy $p.httpProxy) }}
     # The outbound proxy carries the gate's connections to the parent.
@@ -358,6 +372,9 @@ outbound proxy's URL from the proxy Secret.
     {{- end }}
     {{- end }}
     {{- with include "cr.registry.parentCAEnv" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- with include "cr.extraEnv" . }}
     {{- . | nindent 4 }}
     {{- end }}
   {{- end }}
