@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,8 +40,11 @@ func installPullUninstall(t *testing.T, ctx context.Context, inst framework.Inst
 		}
 	})
 
+	// helm test pulls the parent's image as a node would.
+	testValues := filepath.Join(t.TempDir(), "test.yaml")
+	require.NoError(t, os.WriteFile(testValues, []byte("test:\n  image: "+framework.HelloImage+"\n"), 0o600))
 	start := time.Now()
-	require.NoError(t, inst.Install(ctx, env, site.Release, ns, []string{site.ValuesFile}))
+	require.NoError(t, inst.Install(ctx, env, site.Release, ns, []string{site.ValuesFile, testValues}))
 	t.Logf("%s: installed and Ready in %s", inst.Name(), time.Since(start).Round(100*time.Millisecond))
 
 	// The registry serves TLS with our certificate at the ClusterIP, to a client that trusts only the CA.
@@ -61,6 +65,12 @@ func installPullUninstall(t *testing.T, ctx context.Context, inst framework.Inst
 	require.NoError(t, err)
 	require.Contains(t, out, "hello from")
 	t.Logf("%s: pod pulled through the connected registry and completed in %s", inst.Name(), took.Round(100*time.Millisecond))
+	if inst.Name() != "sdk" {
+		out, err := framework.HelmCLI{Bin: inst.Name()}.Helm(ctx, env, "test", site.Release, "--namespace", ns, "--logs", "--timeout", "3m")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "pulled "+framework.RegistryHost+"/"+framework.HelloImage, out)
+		require.Contains(t, out, "each digest verified", out)
+	}
 	cached := filepath.Join(env.VolumeDir(ns+"-data"), "docker", "registry", "v2", "repositories", strings.Split(framework.HelloImage, ":")[0])
 	require.DirExists(t, cached, "the connected registry's cache holds the image it served")
 

@@ -110,6 +110,11 @@ func commands() []command {
 			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{Common: c} },
 		},
 		{
+			name:    "pull-check",
+			summary: "pull one image through the registry as a node does, trusting only the published CA (the chart's helm test)",
+			new:     func(Streams, *Common) Options { return &PullCheckOptions{} },
+		},
+		{
 			name:    CredentialHelperCommand,
 			usage:   strings.Join(credhelper.Actions, "|"),
 			summary: "act as the Docker credential helper for the parent registry (what the binary does when named " + credhelper.NamePrefix + "*)",
