@@ -118,7 +118,7 @@ func TestGolden(t *testing.T) {
 		contains       []string
 	}{
 		{"site-example", "cert-manager-preinstalled", []string{"--kustomize-dir=kustomize/examples/site"},
-			[]string{"site.example.com/name: berlin-1", "mirror.example.com/library/registry:3", "HTTPS_PROXY", "cpu: 250m"}},
+			[]string{"site.example.com/name: berlin-1", "mirror.example.com/connected-registry/distribution:v3.1.2", "HTTPS_PROXY", "cpu: 250m"}},
 		{"tolerations", "cert-manager-preinstalled", []string{"--component=kustomize/components/tolerations"},
 			[]string{"key: site.example.com/edge"}},
 		{"http-proxy", "cert-manager-preinstalled", []string{"--component=kustomize/components/http-proxy"},
@@ -126,7 +126,7 @@ func TestGolden(t *testing.T) {
 		{"resources", "cert-manager-preinstalled", []string{"--component=kustomize/components/resources"},
 			[]string{"memory: 2Gi"}},
 		{"image-mirror", "cert-manager-preinstalled", []string{"--component=kustomize/components/image-mirror"},
-			[]string{"image: mirror.example.com/library/registry:3", "image: mirror.example.com/connected-registry/connected-registry:0.1.0"}},
+			[]string{"image: mirror.example.com/connected-registry/distribution:v3.1.2", "image: mirror.example.com/connected-registry/connected-registry:0.1.0"}},
 		{"acr-image-mirror", "acr", []string{"--component=kustomize/components/image-mirror"},
 			[]string{"image: mirror.example.com/acr/connected-registry:0.11.0"}},
 		{"trust-off-component", "cert-manager-preinstalled", []string{"--component=kustomize/components/trust-distribution/off"}, nil},

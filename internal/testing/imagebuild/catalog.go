@@ -29,8 +29,8 @@ const (
 	// DistributionModule is the module version the registry image is built from.
 	DistributionModule  = "github.com/distribution/distribution/v3@" + DistributionVersion
 	DistributionVersion = "v3.1.2"
-	// DistributionRef is the chart's default registry.image ("registry:3"), fully qualified, so a node that has
-	// imported the image runs it with imagePullPolicy IfNotPresent without pulling from Docker Hub.
+	// DistributionRef is the official image's name, also given to the image the tests build, so values that
+	// name the official image run the same build.
 	DistributionRef = "docker.io/library/registry:3"
 	// DistributionProjectRef is the registry image's own name, for release registries.
 	DistributionProjectRef = "ghcr.io/connected-registry/distribution:" + DistributionVersion
