@@ -49,6 +49,7 @@ func (o *Options) start(c component) error {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "==== %s %s\n", time.Now().Format(time.RFC3339), strings.Join(c.argv, " "))
+	closeInheritedFiles()
 	cmd := exec.Command(c.argv[0], c.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = o.StateDir
@@ -257,5 +258,20 @@ func poll(what string, d time.Duration, check func() error) error {
 			return fmt.Errorf("%s: %w after %s: %v", what, errTimeout, d, err)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// closeInheritedFiles marks every descriptor above stderr close-on-exec, so the long-lived daemons inherit
+// none of the caller's: `flock LOCK go test …` hands its lock to everything it starts, and a cluster brought up
+// inside that lock would otherwise hold it for as long as it runs.
+func closeInheritedFiles() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
 	}
 }
