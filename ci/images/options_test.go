@@ -53,7 +53,7 @@ func TestBuildOptions(t *testing.T) {
 		appVersion, err := imagebuild.ChartAppVersion(root)
 		require.NoError(t, err)
 		require.Equal(t, []string{imagebuild.Repository + ":" + appVersion}, o.images[0].Refs)
-		require.Equal(t, []string{"docker.io/library/registry:3", "ghcr.io/connected-registry/distribution:v3.1.2"}, o.images[1].Refs)
+		require.Equal(t, []string{"ghcr.io/connected-registry/distribution:v3.1.2", "docker.io/library/registry:3"}, o.images[1].Refs)
 		require.True(t, o.created.Equal(imagebuild.Epoch))
 	})
 	t.Run("environment twins set the options and flags override them", func(t *testing.T) {

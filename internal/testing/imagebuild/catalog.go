@@ -103,7 +103,7 @@ func ProjectImages(root, version string, platforms []v1.Platform) ([]Image, erro
 		},
 		{
 			Name: "registry",
-			Refs: []string{DistributionRef, DistributionProjectRef},
+			Refs: []string{DistributionProjectRef, DistributionRef},
 			Spec: GoImage{
 				Package:   "github.com/distribution/distribution/v3/cmd/registry",
 				Module:    DistributionModule,

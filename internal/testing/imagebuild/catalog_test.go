@@ -33,10 +33,10 @@ func TestProjectImages(t *testing.T) {
 		require.DirExists(t, filepath.Join(root, "cmd", "connected-registry"))
 	})
 
-	t.Run("the registry image replaces registry:3 for the chart's args", func(t *testing.T) {
+	t.Run("the registry image is named as the chart names it, and as the official image", func(t *testing.T) {
 		t.Parallel()
 		reg := byName["registry"]
-		require.Equal(t, []string{"docker.io/library/registry:3", "ghcr.io/connected-registry/distribution:v3.1.2"}, reg.Refs)
+		require.Equal(t, []string{"ghcr.io/connected-registry/distribution:v3.1.2", "docker.io/library/registry:3"}, reg.Refs)
 		s := reg.Spec.withDefaults()
 		require.Equal(t, []string{"/bin/registry"}, s.Entrypoint)
 		require.Equal(t, []string{"serve", "/etc/distribution/config.yml"}, s.Cmd)
