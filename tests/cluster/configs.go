@@ -80,6 +80,10 @@ clusterDomain: cluster.local
 resolvConf: {{.ResolvConf}}
 podLogsDirectory: {{.PodLogs}}
 serializeImagePulls: false
+# Images are imported under several names (ci/images), and some tests also pull the same image by digest from
+# the test parent: the default policy (NeverVerifyPreloadedImages) then re-verifies the imported names by pulling
+# them from registries this machine cannot reach. Pull credentials are the registry's concern here, not the node's.
+imagePullCredentialsVerificationPolicy: NeverVerify
 # Images are imported, never pulled: never garbage-collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
