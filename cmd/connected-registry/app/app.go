@@ -110,6 +110,11 @@ func commands() []command {
 			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{Common: c} },
 		},
 		{
+			name:    "sync",
+			summary: "make the registry hold the selected repositories, tags and platforms, fetched through it, and report what it holds in the status ConfigMap",
+			new:     func(_ Streams, c *Common) Options { return &SyncOptions{KubeOptions: KubeOptions{Common: c}} },
+		},
+		{
 			name:    CredentialHelperCommand,
 			usage:   strings.Join(credhelper.Actions, "|"),
 			summary: "act as the Docker credential helper for the parent registry (what the binary does when named " + credhelper.NamePrefix + "*)",
