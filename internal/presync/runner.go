@@ -236,7 +236,7 @@ func (rn *run) finish(ctx context.Context, reachErr error) {
 	default:
 		r.Result = ResultComplete
 	}
-	msg := fmt.Sprintf("%d tags synced (%s fetched), %d unchanged", r.TagsSynced, Bytes(r.BytesFetched), r.TagsUnchanged)
+	msg := fmt.Sprintf("%s synced (%s fetched), %d unchanged", tagCount(r.TagsSynced), Bytes(r.BytesFetched), r.TagsUnchanged)
 	if r.TagsFailed > 0 {
 		msg += fmt.Sprintf(", %d failed", r.TagsFailed)
 	}
@@ -696,4 +696,12 @@ func uniq(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// tagCount says "1 tag" or "n tags".
+func tagCount(n int) string {
+	if n == 1 {
+		return "1 tag"
+	}
+	return fmt.Sprintf("%d tags", n)
 }
