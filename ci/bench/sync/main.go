@@ -145,6 +145,9 @@ type bench struct {
 	parentIP   string
 	parentPort string
 	closers    []func()
+	// pids are the processes whose CPU time the report counts, by role.
+	pids    map[string][]int
+	podPids []int
 	// content is every manifest and blob of the selected set, by digest.
 	content map[string]int64
 	tags    []string // repo:tag of the set
@@ -166,6 +169,64 @@ type result struct {
 	elapsed time.Duration
 	uplink  int64 // bytes the uplink carried towards the site
 	note    string
+	cpu     []roleCPU
+}
+
+// roleCPU is the CPU time (user and system) the processes of a role used during a copy.
+type roleCPU struct {
+	role string
+	used time.Duration
+}
+
+// cpuMark is the CPU time every role has used so far, and this process's.
+type cpuMark map[string]time.Duration
+
+func (b *bench) markCPU() cpuMark {
+	m := cpuMark{"bench process (the link; crane in its copy)": selfCPU()}
+	for role, pids := range b.pids {
+		for _, pid := range pids {
+			m[role] += procCPU(pid)
+		}
+	}
+	return m
+}
+
+// since returns the CPU time each role used since m, for the roles named (in that order).
+func (b *bench) cpuSince(m cpuMark, roles ...string) []roleCPU {
+	now := b.markCPU()
+	var out []roleCPU
+	for _, r := range roles {
+		out = append(out, roleCPU{r, now[r] - m[r]})
+	}
+	return out
+}
+
+// procCPU reads a process's user and system time from /proc (clock ticks of 10 ms); 0 when unknown.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (b *bench) run(ctx context.Context) (string, error) {
@@ -262,6 +323,10 @@ func (b *bench) startRegistry(ctx context.Context, role string) (*testenv.Parent
 		return nil, fmt.Errorf("the %s registry: %w", role, err)
 	}
 	b.closers = append(b.closers, p.Stop)
+	if b.pids == nil {
+		b.pids = map[string][]int{}
+	}
+	b.pids[role+" registry"] = append(b.pids[role+" registry"], p.Pid())
 	return p, nil
 }
 
@@ -397,6 +462,7 @@ func (b *bench) startConnected(ctx context.Context, parentHost string) (string, 
 	if err := b.startProcess(registry.Bin, registry.Args, registry.Env); err != nil {
 		return "", err
 	}
+	b.pids["registry pod"] = b.podPids
 	host := "127.0.0.1:" + strconv.Itoa(port)
 	client := &http.Client{Transport: b.ca.Transport(), Timeout: 2 * time.Second}
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -412,6 +478,7 @@ func (b *bench) startConnected(ctx context.Context, parentHost string) (string, 
 	}
 }
 
+// startProcess starts a process of the registry pod.
 func (b *bench) startProcess(bin string, args, env []string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -419,6 +486,7 @@ func (b *bench) startProcess(bin string, args, env []string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	b.podPids = append(b.podPids, cmd.Process.Pid)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	b.closers = append(b.closers, func() {
@@ -514,9 +582,14 @@ func (b *bench) sync(ctx context.Context, api *apistub.Server, args []string, li
 	before := link.Sent()
 	cmd := exec.CommandContext(ctx, b.productBin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	mark := b.markCPU()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	r := result{elapsed: time.Since(start), uplink: link.Sent() - before}
+	r.cpu = b.cpuSince(mark, "parent registry", "bench process (the link; crane in its copy)", "registry pod")
+	if cmd.ProcessState != nil {
+		r.cpu = append(r.cpu, roleCPU{"connected-registry sync", cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()})
+	}
 	if err != nil {
 		return r, nil, fmt.Errorf("connected-registry sync: %w\n%s", err, out)
 	}
@@ -534,6 +607,7 @@ func (b *bench) craneCopy(ctx context.Context, parentHost, dst string, link *tes
 	opts := []crane.Option{crane.WithContext(ctx), crane.WithTransport(b.ca.Transport()),
 		crane.WithAuth(&authn.Basic{Username: parentUser, Password: parentPassword}), crane.WithJobs(b.o.concurrency)}
 	before := link.Sent()
+	mark := b.markCPU()
 	start := time.Now()
 	sem := make(chan struct{}, b.o.concurrency)
 	errs := make([]error, len(b.tags))
@@ -547,6 +621,7 @@ func (b *bench) craneCopy(ctx context.Context, parentHost, dst string, link *tes
 	}
 	wg.Wait()
 	r := result{what: "`crane copy` straight to a plain registry", elapsed: time.Since(start), uplink: link.Sent() - before}
+	r.cpu = b.cpuSince(mark, "parent registry", "bench process (the link; crane in its copy)", "plain registry")
 	if err := errors.Join(errs...); err != nil {
 		return r, err
 	}
@@ -578,6 +653,17 @@ func (b *bench) report(started time.Time, load string, total int64, first, again
 	}
 	ofUplink := mbps(total, first.elapsed) * 1e6 / float64(b.o.uplinkRate)
 	ofCrane := cr.elapsed.Seconds() / first.elapsed.Seconds()
+	fmt.Fprintf(&s, "CPU time (user and system) of each process during each copy, on %d CPUs: a copy whose total nears its time x CPUs is CPU-bound.\n\n| copy | CPU by process | total |\n|---|---|---|\n", runtime.NumCPU())
+	for _, r := range []result{first, cr, again} {
+		var parts []string
+		var sum time.Duration
+		for _, c := range r.cpu {
+			parts = append(parts, fmt.Sprintf("%s %s", c.role, c.used.Round(10*time.Millisecond)))
+			sum += c.used
+		}
+		fmt.Fprintf(&s, "| %s | %s | %s |\n", r.what, strings.Join(parts, ", "), sum.Round(10*time.Millisecond))
+	}
+	s.WriteString("\n")
 	fmt.Fprintf(&s, "| measure | value | goal | |\n|---|---|---|---|\n")
 	fmt.Fprintf(&s, "| pre-sync rate / uplink rate | %.3f | >= 0.90 | %s |\n", ofUplink, verdict(ofUplink >= 0.90))
 	fmt.Fprintf(&s, "| pre-sync rate / crane copy rate | %.3f | >= 0.95 | %s |\n", ofCrane, verdict(ofCrane >= 0.95))
