@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender
+.PHONY: push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
 
 all: verify test
 
@@ -87,6 +87,14 @@ verify: generate lint
 bench-registry:
 	bash ci/tools.sh registry
 	go run ./ci/bench/registry --out _out/bench/registry.md
+
+## bench-sync: the scheduled pre-sync (`connected-registry sync` with the chart's CronJob args) of about 1 GiB of
+## new multi-arch content through a 50 MB/s uplink into the chart's registry, side by side with crane copy of the
+## same content to a plain registry, then a re-sync of the unchanged set; on 127.0.0.1; writes _out/bench/sync.md.
+## The flags of `go run ./ci/bench/sync -h` tune it.
+bench-sync:
+	bash ci/tools.sh registry
+	go run ./ci/bench/sync --out _out/bench/sync.md
 
 ## bench-postrender: the post-renderer side by side with bare krusty and the kustomize v5.8.2 CLI on the chart's
 ## output (example site overlay) and synthetic inputs of 100 and 500 objects, with the cold-start cost;

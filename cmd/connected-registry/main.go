@@ -1,8 +1,8 @@
 // Command connected-registry is the in-cluster binary of connected-registry: the pre-install checks, certificate
-// generation, the registry pod's tls-reloader, parent gate and credential helper, the node trust agent and the
-// post-delete cleanup. Run it as `connected-registry <command>`, or, under a name that starts with
-// docker-credential-, as the registry's Docker credential helper for the parent registry. The commands are wired
-// in package app.
+// generation, the registry pod's tls-reloader, parent gate and credential helper, the node trust agent, the
+// post-delete cleanup and the scheduled pre-sync. Run it as `connected-registry <command>`, or, under a name that
+// starts with docker-credential-, as the registry's Docker credential helper for the parent registry. The commands
+// are wired in package app.
 package main
 
 import (

@@ -64,9 +64,16 @@ func newMultiArch(t *testing.T) *multiArch {
 // given.
 func newMultiArchOf(t *testing.T, layerSizes ...int64) *multiArch {
 	t.Helper()
+	return newIndexOf(t, []string{"amd64", "arm64"}, layerSizes...)
+}
+
+// newIndexOf builds an OCI index of a linux image for each architecture given, with random layers of the sizes
+// given.
+func newIndexOf(t *testing.T, archs []string, layerSizes ...int64) *multiArch {
+	t.Helper()
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	want := &multiArch{manifests: map[v1.Hash]imageDigests{}}
-	for _, arch := range []string{"amd64", "arm64"} {
+	for _, arch := range archs {
 		img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 		var layers []v1.Layer
 		for _, size := range layerSizes {

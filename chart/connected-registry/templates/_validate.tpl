@@ -28,7 +28,8 @@ schema pattern or format admits no quote (service.clusterIP, pvc.storageRequest)
   "pvc.storageClassName" $v.pvc.storageClassName
   "registry.parent.url" $v.registry.parent.url
   "registry.parent.credentialsSecret" $v.registry.parent.credentialsSecret
-  "registry.clientAuthSecret" $v.registry.clientAuthSecret }}
+  "registry.clientAuthSecret" $v.registry.clientAuthSecret
+  "sync.credentialsSecret" ($v.sync | default dict).credentialsSecret }}
 {{- range $key := keys $quoted | sortAlpha }}
 {{- $val := toString (get $quoted $key) }}
 {{- if regexMatch "[“”‘’„‟«»]" $val }}
@@ -155,4 +156,7 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- if and $v.httpEnabled (eq $v.registry.engine "acr") }}
 {{- fail "httpEnabled=true with registry.engine=acr is not supported by this chart: the acr engine serves one port; use registry.engine=distribution" }}
 {{- end }}
+
+{{- /* The scheduled pre-sync (templates/sync/_sync.tpl). */}}
+{{- include "cr.sync.validate" . }}
 {{- end }}

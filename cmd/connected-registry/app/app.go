@@ -110,6 +110,11 @@ func commands() []command {
 			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{Common: c} },
 		},
 		{
+			name:    "sync",
+			summary: "make the registry hold the selected repositories, tags and platforms, fetched through it, and report what it holds in the status ConfigMap",
+			new:     func(_ Streams, c *Common) Options { return &SyncOptions{KubeOptions: KubeOptions{Common: c}} },
+		},
+		{
 			name:    "pull-check",
 			summary: "pull one image through the registry as a node does, trusting only the published CA (the chart's helm test)",
 			new:     func(Streams, *Common) Options { return &PullCheckOptions{} },

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/time/rate"
 )
@@ -24,6 +25,7 @@ type Link struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
+	sent    atomic.Int64
 }
 
 // linkChunk is the most the link sends at once.
@@ -59,6 +61,10 @@ func (k *Link) Close() {
 	k.mu.Unlock()
 	k.wg.Wait()
 }
+
+// Sent is how many bytes the link has sent from its target to its clients: what crossed the uplink towards the
+// site.
+func (k *Link) Sent() int64 { return k.sent.Load() }
 
 func (k *Link) track(c net.Conn) bool {
 	k.mu.Lock()
@@ -107,7 +113,9 @@ func (k *Link) send(down, up net.Conn) {
 			if k.limiter.WaitN(k.ctx, n) != nil {
 				return
 			}
-			if _, werr := down.Write(buf[:n]); werr != nil {
+			w, werr := down.Write(buf[:n])
+			k.sent.Add(int64(w))
+			if werr != nil {
 				return
 			}
 		}

@@ -138,6 +138,9 @@ func StartParent(ctx context.Context, o ParentOptions) (*Parent, error) {
 	}
 }
 
+// Pid is the parent registry process's id, for benchmarks that count its CPU time.
+func (p *Parent) Pid() int { return p.cmd.Process.Pid }
+
 // Stop kills the parent registry and waits for it to exit.
 func (p *Parent) Stop() {
 	if p == nil || p.cmd.Process == nil {
