@@ -57,6 +57,7 @@ test:
 unit: tools postrender
 	go test $(GO_TEST_FLAGS) ./...
 	cd tests/cluster && go test $(GO_TEST_FLAGS) -vet=off .
+	cd tests/distauth && go test $(GO_TEST_FLAGS) .
 
 ## e2e: end-to-end tests on the real single-node cluster of tests/cluster (needs root; brings it up or reuses it)
 e2e: tools postrender

@@ -80,11 +80,13 @@ func equivalenceMatrix(t *testing.T) []equivalenceCase {
 	add("parent-url-credentials", map[string]any{"connectionString": "", "registry": parent(map[string]any{
 		"url": "https://parent.example.internal:8443/", "credentialsSecret": "parent-creds"})}, cm)
 	add("parent-url-anonymous", map[string]any{"connectionString": "", "registry": parent(map[string]any{"url": "http://10.1.2.3:5000"})}, cm)
-	add("client-auth-http", map[string]any{"httpEnabled": true, "registry": map[string]any{"clientAuthSecret": "htpasswd",
+	add("client-auth-http", map[string]any{"httpEnabled": true, "allowCredentialsOverHTTP": true, "registry": map[string]any{"clientAuthSecret": "htpasswd",
 		"http2": true, "logLevel": "debug", "cache": map[string]any{"ttl": "720h"}}, "cert-manager": noCM}, nil)
-	add("http-everything", map[string]any{"httpEnabled": true, "Azure": map[string]any{"proxySettings": proxy},
+	add("http-everything", map[string]any{"httpEnabled": true, "allowCredentialsOverHTTP": true, "Azure": map[string]any{"proxySettings": proxy},
 		"registry": map[string]any{"clientAuthSecret": "htpasswd", "parent": map[string]any{"caBundle": caBundle, "http2": true}}}, cm)
 	add("http-no-gate", map[string]any{"httpEnabled": true, "registry": parent(map[string]any{"responseTimeout": "0s"})}, cm)
+	add("client-tokens-network-policy", map[string]any{"clientTokens": map[string]any{"enabled": true, "secret": "cr-client-tokens",
+		"tokenLifetime": "10m", "keyRotation": "24h"}, "networkPolicy": map[string]any{"enabled": true, "nodeCIDRs": []any{"10.0.0.0/16"}}}, cm)
 	add("acr-proxy-ca", map[string]any{"registry": map[string]any{"engine": "acr", "parent": map[string]any{"caBundle": caBundle}},
 		"Azure": map[string]any{"proxySettings": proxy}}, cm)
 	add("acr-generated-no-trust", map[string]any{"registry": map[string]any{"engine": "acr", "mode": "ReadOnly"},

@@ -72,3 +72,45 @@ func TestExamples(t *testing.T) {
 		})
 	}
 }
+
+// TestNestedExample renders examples/nested as its README installs it: the parent with client tokens, the child
+// with the parent's Service as its parent URL, one of the parent's client tokens as its credentials, and the
+// parent's CA.
+func TestNestedExample(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"CONNECTION_STRING": "ConnectedRegistryName=regional;SyncTokenName=regional-token;SyncTokenPassword=secret;ParentGatewayEndpoint=myregistry.westus2.data.azurecr.io;ParentEndpointProtocol=https",
+		"PARENT_SERVICE_IP": "10.96.0.60",
+		"CHILD_SERVICE_IP":  testClusterIP,
+	}
+	load := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(chartrender.RepoRoot(), "examples", "nested", name))
+		require.NoError(t, err)
+		var missing []string
+		s := os.Expand(string(b), func(k string) string {
+			v, ok := vars[k]
+			if !ok {
+				missing = append(missing, k)
+			}
+			return v
+		})
+		require.Empty(t, missing)
+		f := filepath.Join(t.TempDir(), name)
+		require.NoError(t, os.WriteFile(f, []byte(s), 0o600))
+		return f
+	}
+	parent, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{load("parent.yaml")}})
+	require.NoError(t, err)
+	cfg := registryConfig(t, parent)
+	require.Equal(t, "https://10.96.0.60:5001/token", cfg["auth"].(map[string]any)["token"].(map[string]any)["realm"])
+
+	child, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{load("child.yaml")},
+		Values: map[string]any{"registry": map[string]any{"parent": map[string]any{"caBundle": "-----BEGIN CERTIFICATE-----\nPARENT\n-----END CERTIFICATE-----\n"}}}})
+	require.NoError(t, err)
+	require.Equal(t, "https://10.96.0.60:443", parentURL(t, child))
+	inits, _ := namedList(podSpec(t, child)["initContainers"])
+	require.Contains(t, inits, "parent-gate", "the child reaches its parent through the gate")
+	_, ok := child.Find("ConfigMap", "cr-connected-registry-parent-ca")
+	require.True(t, ok, "the child trusts the parent's CA")
+	require.Contains(t, child.YAML(), "secretName: parent-client-token", "the child authenticates with the parent's client token")
+}

@@ -523,8 +523,9 @@ func TestRegistryHTTPIsTheRegistryOnPort80(t *testing.T) {
 		t.Run("with registry.parent.responseTimeout="+gate, func(t *testing.T) {
 			t.Parallel()
 			res, err := render(t, with(map[string]any{
-				"httpEnabled":  true,
-				"cert-manager": map[string]any{"enabled": false, "install": false},
+				"httpEnabled":              true,
+				"allowCredentialsOverHTTP": true,
+				"cert-manager":             map[string]any{"enabled": false, "install": false},
 				"registry": map[string]any{"clientAuthSecret": "htpasswd", "parent": map[string]any{
 					"responseTimeout": gate, "caBundle": "-----BEGIN CERTIFICATE-----\nPARENT\n-----END CERTIFICATE-----"}},
 				"Azure": map[string]any{"proxySettings": map[string]any{"isProxyEnabled": true,

@@ -159,4 +159,37 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 
 {{- /* The scheduled pre-sync (templates/sync/_sync.tpl). */}}
 {{- include "cr.sync.validate" . }}
+
+{{- /* Client authentication. */}}
+{{- $ct := $v.clientTokens | default dict }}
+{{- if $ct.enabled }}
+{{- if eq $v.registry.engine "acr" }}
+{{- fail "clientTokens.enabled=true with registry.engine=acr: Microsoft's image takes its client tokens from ACR itself; use registry.engine=distribution, or set clientTokens.enabled=false" }}
+{{- end }}
+{{- if $v.registry.clientAuthSecret }}
+{{- fail "clientTokens.enabled=true and registry.clientAuthSecret both choose how clients authenticate, and the registry takes one: keep client tokens (remove registry.clientAuthSecret), or set clientTokens.enabled=false to keep htpasswd" }}
+{{- end }}
+{{- if not $ct.secret }}
+{{- fail "clientTokens.enabled=true needs clientTokens.secret: the name of a Secret in the release's namespace with one key per client token (see the chart README, Client tokens)" }}
+{{- end }}
+{{- if regexMatch "^([0-9]+(\\.[0-9]+)?s)$" (toString $ct.tokenLifetime) }}
+{{- if lt (float64 (trimSuffix "s" (toString $ct.tokenLifetime))) 90.0 }}
+{{- fail (printf "clientTokens.tokenLifetime=%s is shorter than 90s: the registry accepts a token up to 60s after its expiry claim, which must not lie before its issue; use 90s or more (5m is the default)" $ct.tokenLifetime) }}
+{{- end }}
+{{- else if regexMatch "^[0-9]+m$" (toString $ct.tokenLifetime) }}
+{{- if lt (int (trimSuffix "m" (toString $ct.tokenLifetime))) 2 }}
+{{- fail (printf "clientTokens.tokenLifetime=%s is shorter than 90s: the registry accepts a token up to 60s after its expiry claim, which must not lie before its issue; use 90s or more (5m is the default)" $ct.tokenLifetime) }}
+{{- end }}
+{{- end }}
+{{- if or (eq (int $ct.port) 443) (eq (int $ct.port) 80) }}
+{{- fail (printf "clientTokens.port=%v is taken by the registry on its Service: choose another port, such as 5001" $ct.port) }}
+{{- end }}
+{{- end }}
+{{- if and $v.httpEnabled (or $ct.enabled $v.registry.clientAuthSecret) (not $v.allowCredentialsOverHTTP) }}
+{{- $auth := ternary "clientTokens.enabled=true" "registry.clientAuthSecret" (not (empty $ct.enabled)) }}
+{{- fail (printf "httpEnabled=true with %s would carry clients' credentials over plain HTTP on port 80: set httpEnabled=false (clients use HTTPS on 443), or set allowCredentialsOverHTTP=true to accept that" $auth) }}
+{{- end }}
+{{- if and ($v.networkPolicy | default dict).enabled (not $v.networkPolicy.nodeCIDRs) }}
+{{- fail "networkPolicy.enabled=true needs networkPolicy.nodeCIDRs: list the address ranges of the cluster's nodes (containerd pulls from them), for example --set networkPolicy.nodeCIDRs={10.0.0.0/16}" }}
+{{- end }}
 {{- end }}

@@ -105,6 +105,11 @@ func commands() []command {
 			new:     func(Streams, *Common) Options { return &InstallCredentialHelperOptions{} },
 		},
 		{
+			name:    "token-server",
+			summary: "issue short-lived pull tokens for the client tokens of a Secret: the registry's auth.token realm",
+			new:     func(_ Streams, c *Common) Options { return &TokenServerOptions{KubeOptions: KubeOptions{Common: c}} },
+		},
+		{
 			name:    "parent-gate",
 			summary: "next to the registry: its remoteurl, forwarding its reads to the parent, the parent's token endpoint and storage hosts, with bounded waits and shared blob fetches",
 			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{Common: c} },

@@ -72,6 +72,13 @@ func TestChartJobArgs(t *testing.T) {
 						require.Contains(t, c.Args, "--listen="+app.DefaultGateListen, "%s: the parent gate's default --listen is not the chart's", golden)
 						seen["parent-gate"]++
 					}
+					if c.Name == "token-server" {
+						args := append([]string{"connected-registry"}, c.Args...)
+						args = append(args, "--kubeconfig=/nonexistent/kubeconfig")
+						r := execute(t, nil, "", args...)
+						require.ErrorContains(t, r.err, "configuring the API client: ", "%s: the token server's args %q", golden, c.Args)
+						seen["token-server"]++
+					}
 				}
 			}
 			// The chart's own Jobs run this binary; their image's name is the chart's to choose.
@@ -103,4 +110,5 @@ func TestChartJobArgs(t *testing.T) {
 	require.Positive(t, seen["certgen"], "no scenario renders the certgen Job")
 	require.Positive(t, seen["preflight connection string"], "no scenario hands the preflight a connection string")
 	require.Positive(t, seen["parent-gate"], "no scenario renders the parent gate")
+	require.Positive(t, seen["token-server"], "no scenario renders the token server")
 }

@@ -91,9 +91,11 @@ func (p *Pod) remapScalar(mounts map[string]string, n *yaml.Node, key string) er
 		p.HostPath[key] = host
 		n.Value = host
 	default:
-		// An address of a native sidecar (proxy.remoteurl names the parent gate).
+		// An address of a native sidecar on the pod's loopback (proxy.remoteurl names the parent gate). A sidecar
+		// listening on every interface (":5001", the token server) is reached through the Service, at an address
+		// that stays as rendered: clients map it themselves.
 		for from, to := range p.Listen {
-			if strings.Contains(n.Value, from) {
+			if podLocal(from) && strings.Contains(n.Value, from) {
 				p.Remapped[key] = n.Value
 				n.Value = strings.ReplaceAll(n.Value, from, to)
 			}
@@ -101,3 +103,7 @@ func (p *Pod) remapScalar(mounts map[string]string, n *yaml.Node, key string) er
 	}
 	return nil
 }
+
+// podLocal reports whether a sidecar's listen address names a host (the pod's loopback), so that the pod's own
+// configuration may name it; ":port" listens on every interface and is reached through the Service.
+func podLocal(addr string) bool { return !strings.HasPrefix(addr, ":") }

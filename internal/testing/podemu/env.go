@@ -43,7 +43,9 @@ func (p *Pod) remapEnvValue(name, value string, mounts map[string]string) string
 		}
 	}
 	for from, to := range p.Listen {
-		value = strings.ReplaceAll(value, from, to)
+		if podLocal(from) {
+			value = strings.ReplaceAll(value, from, to)
+		}
 	}
 	return value
 }

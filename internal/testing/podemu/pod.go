@@ -8,8 +8,10 @@
 // The registry container's command line, environment and Distribution configuration are prepared as rendered,
 // but that every absolute path under a volume mount (in arguments, environment and configuration) moves onto the
 // host through the mounts, http.addr and the debug and metrics listeners move to ports of 127.0.0.1, and the
-// sidecars' addresses (in environment and configuration values, such as HTTPS_PROXY and proxy.remoteurl) move
-// to their ports here. Nothing else changes.
+// sidecars' loopback addresses (in environment and configuration values, such as HTTPS_PROXY and
+// proxy.remoteurl) move to their ports here. A sidecar listening on every interface (--listen=:port, the token
+// server) is reached through the Service: addresses naming it stay as rendered, and clients map them. Nothing
+// else changes.
 //
 // It does not emulate the Kubernetes API server, nor what needs it: a projected service account token is an
 // empty directory, and the tls-reloader sidecar, which reads the TLS Secret through the API, is stood in for by

@@ -22,6 +22,26 @@ registry.parent.responseTimeout other than 0s. Argument: the context of cr.value
 127.0.0.1:5128
 {{- end }}
 
+{{- /* cr.clientTokens.host: the Service's address as a URL host (an IPv6 address in brackets). */}}
+{{- define "cr.clientTokens.host" -}}
+{{- if contains ":" .v.service.clusterIP }}[{{ .v.service.clusterIP }}]{{ else }}{{ .v.service.clusterIP }}{{ end }}
+{{- end }}
+
+{{- /* cr.clientTokens.service: auth.token.service, the aud claim of the registry's bearer tokens. */}}
+{{- define "cr.clientTokens.service" -}}
+{{- include "cr.trustHost" . }}
+{{- end }}
+
+{{- /* cr.clientTokens.realm: the token endpoint, on the Service's clientTokens.port with the registry's certificate. */}}
+{{- define "cr.clientTokens.realm" -}}
+https://{{ include "cr.clientTokens.host" . }}:{{ .v.clientTokens.port }}/token
+{{- end }}
+
+{{- /* The token server's container port; the Service maps clientTokens.port to it. */}}
+{{- define "cr.clientTokens.containerPort" -}}
+5001
+{{- end }}
+
 {{- /* The registry's proxy.remoteurl: the parent, or the parent gate that forwards to it. */}}
 {{- define "cr.remoteURL" -}}
 {{- if eq (include "cr.parentGate" .) "true" }}
@@ -198,6 +218,11 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       mountPath: /etc/connected-registry/auth
       readOnly: true
     {{- end }}
+    {{- if .v.clientTokens.enabled }}
+    - name: token-jwks
+      mountPath: /etc/connected-registry/token-jwks
+      readOnly: true
+    {{- end }}
     {{- with include "cr.registry.parentCAMount" . | trim }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -301,6 +326,68 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     - name: tls
       mountPath: /etc/connected-registry/tls
     {{- end }}
+    {{- include "cr.apiTokenMount" . | nindent 4 }}
+{{- end }}
+
+{{- /*
+cr.registry.tokenServer: the client-token issuer (clientTokens.enabled), a native sidecar that starts after the
+tls-reloader (it serves the registry's certificate) and before the registry (which reads the key set it writes).
+*/}}
+{{- define "cr.registry.tokenServer" -}}
+{{- $ct := .v.clientTokens -}}
+# The token endpoint of the registry's auth.token: it checks client tokens from Secret {{ $ct.secret }}
+# (followed through the API, so changes apply within seconds) and issues short-lived bearer tokens for the
+# repositories each token's scope lists.
+- name: token-server
+  image: {{ include "cr.image" . }}
+  imagePullPolicy: {{ .v.image.pullPolicy }}
+  restartPolicy: Always
+  args:
+    - token-server
+    - --namespace={{ .root.Release.Namespace }}
+    - --secret={{ $ct.secret }}
+    - --listen=:{{ include "cr.clientTokens.containerPort" . }}
+    - --tls-dir=/etc/connected-registry/tls
+    - --service={{ include "cr.clientTokens.service" . }}
+    - --token-lifetime={{ $ct.tokenLifetime }}
+    - --key-dir=/var/run/token-server/keys
+    - --jwks-file=/var/run/token-server/jwks/jwks.json
+    - --fail-burst={{ $ct.failedAttempts.burst }}
+    - --fail-every={{ $ct.failedAttempts.every }}
+    - --rotate-every={{ $ct.keyRotation }}
+    - --registry-url=https://127.0.0.1:5443/v2/
+    - --health-addr=:8083
+    - --log-level={{ .v.logLevel }}
+  {{- with include "cr.extraEnv" . }}
+  env:
+    {{- . | nindent 4 }}
+  {{- end }}
+  ports:
+    - name: token
+      containerPort: {{ include "cr.clientTokens.containerPort" . }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /started
+      port: 8083
+    periodSeconds: 1
+    failureThreshold: 120
+  readinessProbe:
+    tcpSocket:
+      port: token
+    periodSeconds: 5
+  securityContext:
+    {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
+  resources:
+    {{- toYaml $ct.resources | nindent 4 }}
+  volumeMounts:
+    - name: tls
+      mountPath: /etc/connected-registry/tls
+      readOnly: true
+    - name: token-keys
+      mountPath: /var/run/token-server/keys
+    - name: token-jwks
+      mountPath: /var/run/token-server/jwks
     {{- include "cr.apiTokenMount" . | nindent 4 }}
 {{- end }}
 
@@ -439,6 +526,18 @@ outbound proxy's URL from the proxy Secret.
       - key: htpasswd
         path: htpasswd
 {{- end }}
+{{- if .v.clientTokens.enabled }}
+# The token server's signing keys (only its container mounts them) and the public key set the registry reads;
+# in memory, kept across restarts of either container, new with each pod.
+- name: token-keys
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+- name: token-jwks
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
 {{- if .caBundle }}
 - name: parent-ca
   configMap:
@@ -509,6 +608,18 @@ data:
       draintimeout: 10s
       http2:
         disabled: {{ not $v.registry.http2 }}
+    {{- if $v.clientTokens.enabled }}
+    # Client tokens: every request needs a bearer token of the token-server container, which checks the
+    # client token's name and password and grants pull on the repositories its scope lists. Anonymous
+    # requests, /v2/_catalog included, get 401.
+    auth:
+      token:
+        realm: {{ include "cr.clientTokens.realm" . | quote }}
+        service: {{ include "cr.clientTokens.service" . | quote }}
+        issuer: connected-registry-token-server
+        jwks: /etc/connected-registry/token-jwks/jwks.json
+        signingalgorithms: [ES256]
+    {{- end }}
     {{- with $v.registry.clientAuthSecret }}
     auth:
       htpasswd:
@@ -532,4 +643,18 @@ data:
       {{- end }}
       ttl: {{ $v.registry.cache.ttl | quote }}
 {{ end }}
+{{- end }}
+
+{{- /* cr.networkPolicy.ports: the registry pod's ports clients reach (argument: the folded values). */}}
+{{- define "cr.networkPolicy.ports" -}}
+- port: {{ ternary 8080 5443 (eq .registry.engine "acr") }}
+  protocol: TCP
+{{- if .httpEnabled }}
+- port: 5080
+  protocol: TCP
+{{- end }}
+{{- if .clientTokens.enabled }}
+- port: 5001
+  protocol: TCP
+{{- end }}
 {{- end }}
