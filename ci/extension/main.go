@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/connected-registry/connected-registry/internal/testing/extbundle"
@@ -96,6 +97,9 @@ func run(_ context.Context, args []string, getenv func(string) string, out, errO
 			fmt.Fprintf(errOut, "FAIL %s\n", p)
 		}
 		if len(probs) > 0 {
+			if missing := missingImages(*dir); len(missing) > 0 {
+				fmt.Fprintf(errOut, "hint: the bundle has no image for global.azure.images.%s; give them by digest in one more list of \"REF DIGEST\" lines (EXTENSION_IMAGES=\"_out/extension/images/images.txt FILE\")\n", strings.Join(missing, ", global.azure.images."))
+			}
 			return fmt.Errorf("%w: %d problem(s)", ErrNotReady, len(probs))
 		}
 		fmt.Fprintf(out, "%s: every offline check passed (manifest, unpacked chart, helm lint --strict with %d CLI(s), ARM template, UI definition, settings in the schema, every examples/ scenario through the template with every image by digest)\n", *dir, len(bins))
@@ -107,4 +111,19 @@ func run(_ context.Context, args []string, getenv func(string) string, out, errO
 		fmt.Fprint(errOut, usage)
 		return fmt.Errorf("unknown command %q: give stage or check", args[0])
 	}
+}
+
+// missingImages lists the global.azure.images entries a staged bundle lacks.
+func missingImages(dir string) []string {
+	images, err := extbundle.ChartAzureImages(filepath.Join(dir, extbundle.ChartDirName))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, k := range extbundle.ImageKeys {
+		if _, ok := images[k.Name]; !ok {
+			out = append(out, k.Name)
+		}
+	}
+	return out
 }

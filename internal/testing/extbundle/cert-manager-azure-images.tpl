@@ -9,7 +9,10 @@ missing). Argument: (list $ "<entry>" <image values>); returns image values for 
 {{- $name := index . 1 -}}
 {{- $images := ((($root.Values.global | default dict).azure | default dict).images) | default dict -}}
 {{- if $images -}}
-{{- $e := required (printf "global.azure.images.%s is required: with global.azure.images set, cert-manager's images come from it by digest" $name) (get $images $name) -}}
+{{- $e := get $images $name | default dict -}}
+{{- if not (and $e.registry $e.image $e.digest) -}}
+{{- fail (printf "cert-manager.install=true with global.azure.images set runs cert-manager's images from it by digest, but global.azure.images.%s lacks registry, image or digest: give it, or set cert-manager.install=false to use the cluster's cert-manager" $name) -}}
+{{- end -}}
 {{- toJson (dict "repository" (printf "%s/%s" (trimSuffix "/" $e.registry) $e.image) "digest" $e.digest) -}}
 {{- else -}}
 {{- toJson (index . 2) -}}

@@ -465,7 +465,7 @@ func checkScenario(chartDir string, s Scenario, settings, apis []string) error {
 	if ext.YAML() != files.YAML() {
 		return fmt.Errorf("the template's settings render differently from examples/%s:\n%s", s.Name, firstDiff(files.YAML(), ext.YAML()))
 	}
-	allowed, err := chartAzureImages(chartDir)
+	allowed, err := ChartAzureImages(chartDir)
 	if err != nil {
 		return err
 	}
@@ -475,8 +475,8 @@ func checkScenario(chartDir string, s Scenario, settings, apis []string) error {
 	return CheckImages(ext, allowed)
 }
 
-// chartAzureImages reads global.azure.images from the chart's values.yaml.
-func chartAzureImages(chartDir string) (map[string]AzureImage, error) {
+// ChartAzureImages reads global.azure.images from the chart's values.yaml.
+func ChartAzureImages(chartDir string) (map[string]AzureImage, error) {
 	data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
 	if err != nil {
 		return nil, err
