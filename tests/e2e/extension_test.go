@@ -3,8 +3,10 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/connected-registry/connected-registry/internal/testing/acrparent"
 	"github.com/connected-registry/connected-registry/internal/testing/extbundle"
 	"github.com/connected-registry/connected-registry/internal/testing/imagebuild"
 	"github.com/connected-registry/connected-registry/tests/e2e/framework"
@@ -21,7 +24,7 @@ import (
 // would: the bundle's global.azure.images name the project's images on the test parent by digest (pushed there
 // with ci/images push), the settings are mainTemplate.json's defaults with the scenario's values as --set
 // settings (generated certificates: cert-manager's images cannot be had offline), and the site's values file adds
-// what the test cluster needs. The node trusts the parent's CA (certs.d) and pulls the two images from it by
+// what the test cluster needs. The node trusts the parent's CA (certs.d) and resolves the two images there by
 // digest, without credentials (the parent lets anyone pull those two repositories, as ACR's anonymous pull does);
 // every pod of the release runs them, and a pod pulls through the installed registry.
 func TestExtensionBundle(t *testing.T) {
@@ -80,10 +83,28 @@ func TestExtensionBundle(t *testing.T) {
 	for _, s := range settings {
 		args = append(args, "--set", s)
 	}
+	mark := env.Parent.Log()
 	start := time.Now()
 	out, err := helm.Helm(ctx, env, args...)
 	require.NoError(t, err, out)
 	t.Logf("installed from the bundle and Ready in %s", time.Since(start).Round(100*time.Millisecond))
+
+	// The node resolved both images at the parent by digest, over TLS, with a token granted without credentials.
+	// Their layers may already be in containerd's content store (the framework imports the same images under
+	// their own names), so containerd may fetch no bytes: what this proves is the reference, the trust and the
+	// anonymous pull, not a download.
+	seen := env.Parent.Log().Since(mark)
+	for _, key := range []string{"connectedRegistry", "registry"} {
+		img := b.Images[key]
+		repo := strings.TrimPrefix(img.Registry, env.Parent.Host+"/") + "/" + img.Image
+		require.True(t, slices.ContainsFunc(seen.Token, func(r acrparent.TokenRequest) bool {
+			return r.Account == acrparent.AnonymousSubject && r.Status == http.StatusOK && slices.Contains(r.Granted, "repository:"+repo+":pull")
+		}), "the node got an anonymous pull token for %s:\n%s", repo, seen)
+		require.True(t, slices.ContainsFunc(seen.API, func(r acrparent.APIRequest) bool {
+			return r.Path == "/v2/"+repo+"/manifests/"+img.Digest && r.Auth == "Bearer" && r.Status == http.StatusOK
+		}), "the node resolved %s by digest at the parent:\n%s", img.Ref(), seen)
+	}
+	t.Logf("the node resolved both images at the parent by digest without credentials (%d blob bytes fetched)", seen.BlobBytes())
 
 	pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	require.NoError(t, err)
