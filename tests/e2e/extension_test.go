@@ -58,6 +58,9 @@ func TestExtensionBundle(t *testing.T) {
 	untrust, err := env.TrustOnNode(env.Parent.Host, env.CA.CertPEM)
 	require.NoError(t, err)
 	t.Cleanup(untrust)
+	// The node must resolve the images at the parent, not find them under these names from an earlier run.
+	require.NoError(t, env.ForgetNodeImages(ctx, product...))
+	t.Cleanup(func() { _ = env.ForgetNodeImages(context.Background(), product...) })
 
 	ns, release := "cr-e2e-extension", "connectedregistry"
 	helm := framework.HelmCLI{Bin: "helm3"}
