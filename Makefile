@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
+.PHONY: extension-bundle push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
 
 all: verify test
 
@@ -118,3 +118,21 @@ push-images:
 ## pull an image through it (needs root)
 demo: tools
 	bash ci/demo.sh
+
+## extension-bundle: stage the chart as an Azure Arc / AKS cluster extension bundle in _out/extension/ for the Azure
+## Marketplace's packaging tool (container-package-app: `cpa verify`, `cpa buildbundle`), then check it offline as
+## that tool would. EXTENSION_IMAGES names the image lists ("REF DIGEST [ARCHIVE]" lines, as ci/images build writes
+## images.txt; several allowed, space-separated); by default both project images are built for linux/amd64 and
+## linux/arm64 into _out/extension/images. The images of cert-manager and of the acr engine cannot be built here:
+## give them by digest in one more list. EXTENSION_REGISTRY_SERVER is the publisher's ACR.
+EXTENSION_IMAGES ?=
+EXTENSION_REGISTRY_SERVER ?=
+EXTENSION_IMAGES_DIR := _out/extension/images
+extension-bundle: tools
+	@images="$(EXTENSION_IMAGES)"; \
+	if [ -z "$$images" ]; then \
+	  go run ./ci/images build --out $(EXTENSION_IMAGES_DIR) --only connected-registry,registry --platforms linux/amd64,linux/arm64 || exit 1; \
+	  images=$(EXTENSION_IMAGES_DIR)/images.txt; \
+	fi; \
+	go run ./ci/extension stage --images "$$images" --out _out/extension --registry-server "$(EXTENSION_REGISTRY_SERVER)" && \
+	go run ./ci/extension check --dir _out/extension --helm bin/helm3,bin/helm4

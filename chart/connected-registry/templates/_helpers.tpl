@@ -200,9 +200,38 @@ internal/connstring/testdata/parent-endpoints.json.
 {{- or (eq (toString $p.isProxyEnabled) "true") false }}
 {{- end }}
 
-{{/* cr.image is the project's image (image.repository:image.tag, the chart's appVersion by default). */}}
+{{/*
+cr.image is the project's image: image.repository:image.tag (the chart's appVersion by default), or with
+global.azure.images set, its connectedRegistry entry by digest.
+*/}}
 {{- define "cr.image" -}}
-{{- printf "%s:%s" .v.image.repository (.v.image.tag | default .root.Chart.AppVersion) }}
+{{- include "cr.imageRef" (dict "v" .v "name" "connectedRegistry" "default" (printf "%s:%s" .v.image.repository (.v.image.tag | default .root.Chart.AppVersion))) }}
+{{- end }}
+
+{{/*
+cr.azureImages returns global.azure.images as JSON: the Azure Marketplace's image block, which the extension's
+packaging tool rewrites to the Marketplace's registry. Empty when not set.
+*/}}
+{{- define "cr.azureImages" -}}
+{{- toJson ((((.v.global | default dict).azure | default dict).images) | default dict) }}
+{{- end }}
+
+{{/*
+cr.imageRef is one image the release runs. With global.azure.images set, every image comes from it by digest:
+its entry .name as <registry>/<image>@<digest>, and a missing entry fails the render. Without it, .default.
+Argument: (dict "v" $v "name" "<entry>" "default" "<repository:tag>").
+*/}}
+{{- define "cr.imageRef" -}}
+{{- $images := include "cr.azureImages" . | fromJson }}
+{{- if $images }}
+{{- $e := get $images .name | default dict }}
+{{- if not (and $e.registry $e.image $e.digest) }}
+{{- fail (printf "global.azure.images is set, so every image the release runs comes from it by digest, but global.azure.images.%s lacks registry, image or digest: give all three (make extension-bundle writes them)" .name) }}
+{{- end }}
+{{- printf "%s/%s@%s" (trimSuffix "/" $e.registry) $e.image $e.digest }}
+{{- else }}
+{{- .default }}
+{{- end }}
 {{- end }}
 
 {{/* cr.serviceDNSNames lists the names the registry's certificate must hold besides the ClusterIP. */}}

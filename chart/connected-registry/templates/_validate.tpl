@@ -141,6 +141,19 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- fail "cert-manager.enabled=true with cert-manager.install=false needs cert-manager in the cluster, but the API cert-manager.io/v1 is not served: install cert-manager first, or set cert-manager.install=true, or choose another TLS source (tls.secret, tls.crt, or cert-manager.enabled=false for generated certificates). With `helm template`, pass --api-versions cert-manager.io/v1" }}
 {{- end }}
 
+{{- /* global.azure.images (the extension bundle): cert-manager's images, when the chart installs it, come from it too,
+through the bundle's cert-manager subchart (our own images fail in cr.imageRef when their entry is missing). */}}
+{{- $azureImages := include "cr.azureImages" . | fromJson }}
+{{- if and $azureImages $cm.install }}
+{{- $missing := list }}
+{{- range $name := list "certManagerController" "certManagerWebhook" "certManagerCainjector" "certManagerAcmesolver" "certManagerStartupapicheck" }}
+{{- if not (get $azureImages $name) }}{{ $missing = append $missing (printf "global.azure.images.%s" $name) }}{{ end }}
+{{- end }}
+{{- if $missing }}
+{{- fail (printf "cert-manager.install=true with global.azure.images set runs cert-manager's images from it by digest, but %s %s missing: give them, or set cert-manager.install=false to use the cluster's cert-manager" (join ", " $missing) (ternary "is" "are" (eq (len $missing) 1))) }}
+{{- end }}
+{{- end }}
+
 {{- /* The node-selector switch and its older name. */}}
 {{- if and (kindIs "bool" $td.skipNodeSelector) $td.skipNodeSelector $td.useNodeSelector }}
 {{- fail "trustDistribution.useNodeSelector=true contradicts trustDistribution.skipNodeSelector=true (its older, inverted name): set only useNodeSelector" }}

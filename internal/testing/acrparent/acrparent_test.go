@@ -713,3 +713,36 @@ func TestConnectedRegistryBehindAnotherAddressGetsNoToken(t *testing.T) {
 		t.Fatalf("the parent saw %d token requests and API requests by scheme %v; want API requests, none with a token", len(log.Token), log.APIAuth())
 	}
 }
+
+// With AnonymousPull, a client without credentials pulls the listed repositories, as ACR's anonymous pull lets
+// it, and nothing else: another repository is refused.
+func TestAnonymousPullOfListedRepositoriesOnly(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	ca := testCA(t)
+	p := startParent(t, ctx, ca, Options{AnonymousPull: []string{"public/app"}})
+	img, err := random.Image(1024, 1)
+	must(t, err)
+	must(t, p.Push(ctx, "public/app:v1", img))
+	must(t, p.Push(ctx, "private/app:v1", img))
+
+	ref, err := name.ParseReference(p.Host + "/public/app:v1")
+	must(t, err)
+	if _, err := pullImage(mustImage(t, ctx, p, ref)); err != nil {
+		t.Fatalf("anonymous pull of a listed repository: %v", err)
+	}
+	ref, err = name.ParseReference(p.Host + "/private/app:v1")
+	must(t, err)
+	_, err = remote.Image(ref, p.RemoteOptions(ctx, authn.Anonymous)...)
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous pull of an unlisted repository: %v; want 401", err)
+	}
+}
+
+func mustImage(t *testing.T, ctx context.Context, p *Parent, ref name.Reference) v1.Image {
+	t.Helper()
+	img, err := remote.Image(ref, p.RemoteOptions(ctx, authn.Anonymous)...)
+	must(t, err)
+	return img
+}

@@ -29,7 +29,8 @@
 //     registry's credentials.
 //   - The connection string of `az acr connected-registry get-settings` (Parent.ConnectionString).
 //
-// What it does not emulate: ACR's OAuth2 POST flows (refresh tokens, /oauth2/exchange, AAD), anonymous pull,
+// What it does not emulate: ACR's OAuth2 POST flows (refresh tokens, /oauth2/exchange, AAD), anonymous pull of a
+// whole registry (Options.AnonymousPull opens listed repositories only),
 // repository-scoped tokens beyond pull and push (no metadata_read, delete or content/write distinctions),
 // ACR's error bodies and throttling, dedicated data endpoints (<registry>.<region>.data.azurecr.io: the test
 // parent has one API address), connected-registry management APIs, and geo-replication.

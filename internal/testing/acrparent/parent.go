@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,10 @@ type Options struct {
 	SyncToken Account
 	// Tokens are further accounts (for example one limited to some repositories).
 	Tokens []Account
+	// AnonymousPull lists repositories anyone may pull without credentials, as ACR's anonymous pull allows for a
+	// whole registry: the token endpoint answers a request without Basic auth with pull of these only. Empty
+	// requires credentials for everything.
+	AnonymousPull []string
 	// TokenLifetime is how long Distribution accepts a token after the issuer made it; expires_in says so.
 	// Default DefaultTokenLifetime. The exp claim is TokenLifetime - DistributionLeeway after issued_at,
 	// rounded up to a second, since Distribution accepts a token until exp + 60 s.
@@ -158,6 +163,9 @@ func Start(ctx context.Context, o Options) (*Parent, error) {
 
 	accounts := append([]Account{o.SyncToken, p.Admin}, o.Tokens...)
 	is, err := newIssuer(Issuer, p.Host, o.TokenLifetime, accounts, p.rec)
+	if err == nil && len(o.AnonymousPull) > 0 {
+		is.anonymous = &Account{Name: AnonymousSubject, Repositories: slices.Clone(o.AnonymousPull)}
+	}
 	if err != nil {
 		return nil, err
 	}

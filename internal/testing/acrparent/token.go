@@ -19,6 +19,9 @@ import (
 	"time"
 )
 
+// AnonymousSubject is the subject of tokens issued without credentials (Options.AnonymousPull).
+const AnonymousSubject = "<anonymous>"
+
 // DistributionLeeway is how long after a token's exp claim Distribution v3.1.2 still accepts it
 // (registry/auth/token.Leeway, fixed, not configurable). The issuer sets exp this much before the moment it
 // wants Distribution to start refusing the token.
@@ -51,8 +54,10 @@ type issuer struct {
 	certDER  []byte
 	certPEM  []byte
 	accounts map[string]Account
-	log      *recorder
-	now      func() time.Time
+	// anonymous is what a request without credentials gets (Options.AnonymousPull); nil refuses it.
+	anonymous *Account
+	log       *recorder
+	now       func() time.Time
 }
 
 func newIssuer(name, service string, lifetime time.Duration, accounts []Account, log *recorder) (*issuer, error) {
@@ -118,14 +123,20 @@ func (is *issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	user, password, ok := r.BasicAuth()
 	rec.Account = user
-	if !ok {
+	var acct Account
+	switch {
+	case !ok && is.anonymous != nil:
+		acct, rec.Account = *is.anonymous, AnonymousSubject
+	case !ok:
 		fail(http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
-	}
-	acct, known := is.accounts[user]
-	if !known || acct.Password != password {
-		fail(http.StatusUnauthorized, "UNAUTHORIZED", "incorrect username or password")
-		return
+	default:
+		known := false
+		acct, known = is.accounts[user]
+		if !known || acct.Password != password {
+			fail(http.StatusUnauthorized, "UNAUTHORIZED", "incorrect username or password")
+			return
+		}
 	}
 	if rec.Service != is.service {
 		fail(http.StatusBadRequest, "DENIED", fmt.Sprintf("service %q is not this registry's (%q)", rec.Service, is.service))

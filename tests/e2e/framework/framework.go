@@ -41,6 +41,10 @@ const (
 	stateSubdir         = "_out/e2e"
 )
 
+// ProductRepositories are where the project's two images are pushed on the parent (ci/images push keeps their
+// repository paths); anyone may pull them there.
+var ProductRepositories = []string{"connected-registry/connected-registry", "connected-registry/distribution"}
+
 // Env is what every end-to-end test shares.
 type Env struct {
 	Root       string
@@ -223,6 +227,9 @@ func (e *Env) startParent(ctx context.Context) error {
 		Addr: net.JoinHostPort(BridgeIP, parentPort), StorageAddr: net.JoinHostPort(BridgeIP, storagePort),
 		CA: ca, SyncToken: acrparent.Account{Name: ParentUser, Password: e.ParentPassword},
 		TokenLifetime: parentTokenLifetime, Log: prefixWriter(e.Log, "  parent | "),
+		// The extension bundle's test pulls the project's images from the parent by digest, as a cluster pulls
+		// the Marketplace's images: the node needs no credentials for those two repositories, and only those.
+		AnonymousPull: ProductRepositories,
 	}
 	if e.Parent, err = acrparent.Start(ctx, e.parentOptions); err != nil {
 		return err

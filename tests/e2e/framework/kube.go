@@ -87,6 +87,25 @@ func (e *Env) TrustOnNode(host string, caPEM []byte) (func(), error) {
 	return func() { _ = os.RemoveAll(dir) }, nil
 }
 
+// ContainerdSocket is the node's containerd (tests/cluster's default; CLUSTER_CONTAINERD_SOCKET overrides it there
+// and here).
+func ContainerdSocket() string {
+	if s := os.Getenv("CLUSTER_CONTAINERD_SOCKET"); s != "" {
+		return s
+	}
+	return "/run/containerd/containerd.sock"
+}
+
+// ForgetNodeImages removes image names from the node's containerd (namespace k8s.io), so that the kubelet pulls
+// them again; names it does not hold are skipped. Content other images share stays.
+func (e *Env) ForgetNodeImages(ctx context.Context, refs ...string) error {
+	out, err := e.Combined(ctx, "ctr", append([]string{"--address", ContainerdSocket(), "-n", "k8s.io", "images", "rm"}, refs...)...)
+	if err != nil {
+		return fmt.Errorf("ctr images rm: %w: %s", err, out)
+	}
+	return nil
+}
+
 // Progress logs a line at most every few seconds while a wait goes on.
 type Progress struct {
 	e    *Env

@@ -126,7 +126,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
 # Plain HTTP on the Service's port 80 (httpEnabled): the same registry configuration and cache, without TLS.
 {{ end -}}
 - name: {{ ternary "registry-http" "registry" (.http | default false) }}
-  image: {{ printf "%s:%s" $r.image.repository $r.image.tag }}
+  image: {{ include "cr.imageRef" (dict "v" .v "name" "registry" "default" (printf "%s:%s" $r.image.repository $r.image.tag)) }}
   args: ["serve", "/etc/distribution/config.yml"]
   imagePullPolicy: {{ $r.image.pullPolicy }}
   env:
@@ -234,7 +234,7 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
 {{- define "cr.registry.acrContainer" -}}
 {{- $r := .v.registry -}}
 - name: registry
-  image: {{ printf "%s:%s" $r.acrImage.repository $r.acrImage.tag }}
+  image: {{ include "cr.imageRef" (dict "v" .v "name" "acrConnectedRegistry" "default" (printf "%s:%s" $r.acrImage.repository $r.acrImage.tag)) }}
   imagePullPolicy: {{ $r.image.pullPolicy }}
   env:
     - name: ACR_REGISTRY_CONNECTION_STRING
