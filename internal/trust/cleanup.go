@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/connected-registry/connected-registry/internal/trust/bundle"
 )
 
 const (
@@ -71,6 +73,17 @@ func (c *Cleanup) Run(ctx context.Context, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, SecretsTimeout)
 	defer cancel()
+	if c.Nodes {
+		// The agents' acknowledgement Leases: the agents made them, so Helm does not own them.
+		_, release, _ := strings.Cut(c.Owner, "/")
+		n, err := bundle.Acks{Client: c.Client, Namespace: c.Namespace, Release: release}.Delete(ctx)
+		if err != nil {
+			fmt.Fprintf(out, "acknowledgement leases: %v\n", err)
+			failed = append(failed, "acknowledgement leases")
+		} else if n > 0 {
+			fmt.Fprintf(out, "acknowledgement leases: %d deleted\n", n)
+		}
+	}
 	for _, name := range c.Secrets {
 		err := c.Client.CoreV1().Secrets(c.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 		switch {

@@ -57,6 +57,12 @@ func (n *NodeTrustOptions) complete() error {
 	return nil
 }
 
+// release is the release part of Owner.
+func (n *NodeTrustOptions) release() string {
+	_, release, _ := strings.Cut(n.Owner, "/")
+	return release
+}
+
 func (n *NodeTrustOptions) entry(grace time.Duration) *trust.Entry {
 	return &trust.Entry{Dir: n.CertsDir, HostDir: n.HostCertsDir, Host: n.Host, Owner: n.Owner, PreviousCAGrace: grace}
 }
@@ -145,6 +151,7 @@ func (o *TrustAgentOptions) Run(ctx context.Context, out io.Writer) error {
 	}
 	if o.CAConfigMap != "" {
 		a.Bundle = &bundle.ConfigMap{Client: o.kube.Client, Namespace: o.Namespace, Name: o.CAConfigMap}
+		a.Acks = &bundle.Acks{Client: o.kube.Client, Namespace: o.Namespace, Release: o.release()}
 	}
 	stop, err := serveHealth(o.HealthAddr, a.HealthHandler())
 	if err != nil {
