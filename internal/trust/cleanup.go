@@ -14,10 +14,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/connected-registry/connected-registry/internal/english"
 	"github.com/connected-registry/connected-registry/internal/trust/bundle"
 )
 
@@ -205,6 +207,16 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
+// RemovalResources are the requests and limits of each per-node removal pod: without them, a namespace with a
+// ResourceQuota on CPU or memory and no LimitRange refuses the pods, and the node entries stay. trust-remove reads
+// a directory and deletes a few files.
+var RemovalResources = corev1.ResourceRequirements{
+	Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi"),
+		corev1.ResourceEphemeralStorage: resource.MustParse("1Mi")},
+	Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi"),
+		corev1.ResourceEphemeralStorage: resource.MustParse("16Mi")},
+}
+
 // removalPod runs `trust-remove` on one node with the same narrow host mount as the agent: root on the host's
 // certs.d only, no capabilities, read-only root filesystem, no API token.
 func (c *Cleanup) removalPod(node string) *corev1.Pod {
@@ -235,6 +247,8 @@ func (c *Cleanup) removalPod(node string) *corev1.Pod {
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 				},
 				VolumeMounts: []corev1.VolumeMount{{Name: "certs-d", MountPath: removalCertsDir}},
+				// A namespace with a ResourceQuota on CPU or memory and no LimitRange admits only pods that set them.
+				Resources: RemovalResources,
 			}},
 			Volumes: []corev1.Volume{{Name: "certs-d", VolumeSource: corev1.VolumeSource{
 				HostPath: &corev1.HostPathVolumeSource{Path: c.HostCertsDir, Type: &dirOrCreate}}}},
@@ -242,21 +256,43 @@ func (c *Cleanup) removalPod(node string) *corev1.Pod {
 	}
 }
 
-// Remove removes the entry e from this node (the trust-remove command, which Cleanup's pods run) and says in one
-// line what it removed and what it left.
+// Remove removes from this node every entry of e.Owner under e.Dir (the trust-remove command, which Cleanup's
+// pods run): the one for e.Host, if given, and any other the release's agent wrote there, since a release may
+// have served another address than the one its last values name (an upgrade to a new address that failed). It
+// says in one line what it removed and what it left. Entries of other owners are left alone, and finding nothing
+// of the owner's is no error.
 func Remove(e *Entry, node string) (string, error) {
-	removed, left, err := e.Remove()
+	hosts, err := OwnedHosts(e.Dir, e.Owner)
+	if err != nil {
+		return fmt.Sprintf("node %s: reading %s failed: %v", node, e.HostDir, err), err
+	}
+	if e.Host != "" && !slices.Contains(hosts, e.Host) {
+		hosts = append([]string{e.Host}, hosts...)
+	}
+	var removed, left, from []string
+	for _, h := range hosts {
+		entry := *e
+		entry.Host = h
+		r, l, err := entry.Remove()
+		removed, left = append(removed, r...), append(left, l...)
+		if err != nil {
+			return fmt.Sprintf("node %s: removing %s/%s failed: %v", node, e.HostDir, h, err), err
+		}
+		if len(r) > 0 {
+			from = append(from, e.HostDir+"/"+h)
+		}
+	}
 	var msg bytes.Buffer
-	switch {
-	case err != nil:
-		fmt.Fprintf(&msg, "node %s: removing %s/%s failed: %v", node, e.HostDir, e.Host, err)
-	case len(removed) == 0:
-		fmt.Fprintf(&msg, "node %s: nothing of %s under %s/%s", node, e.Owner, e.HostDir, e.Host)
-	default:
-		fmt.Fprintf(&msg, "node %s: removed %d paths of %s under %s/%s", node, len(removed), e.Owner, e.HostDir, e.Host)
+	if len(removed) == 0 {
+		fmt.Fprintf(&msg, "node %s: nothing of %s under %s", node, e.Owner, e.HostDir)
+	} else {
+		fmt.Fprintf(&msg, "node %s: removed %d paths of %s under %s", node, len(removed), e.Owner, english.List(from))
 	}
 	if len(left) > 0 {
+		for i, l := range left {
+			left[i] = strings.Replace(l, e.Dir, e.HostDir, 1)
+		}
 		fmt.Fprintf(&msg, "; left %s", strings.Join(left, ", "))
 	}
-	return msg.String(), err
+	return msg.String(), nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,8 +92,12 @@ func podName(node string) string {
 
 func TestCleanupRemovesTheTrustEntryOnEveryReadyNode(t *testing.T) {
 	t.Parallel()
+	ackLabels := map[string]string{"app.kubernetes.io/instance": "cr", "app.kubernetes.io/component": "trust-ack"}
+	otherLabels := map[string]string{"app.kubernetes.io/instance": "other", "app.kubernetes.io/component": "trust-ack"}
 	client := fake.NewClientset(node("worker-1", corev1.ConditionTrue), node("worker-2", corev1.ConditionFalse),
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tlsSecret, Namespace: namespace}})
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tlsSecret, Namespace: namespace}},
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "cr-trust-ack-worker-1", Namespace: namespace, Labels: ackLabels}},
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "other-trust-ack-worker-1", Namespace: namespace, Labels: otherLabels}})
 	k := runPods(client, corev1.PodSucceeded)
 	o := newCleanup(client)
 	var out bytes.Buffer
@@ -102,6 +107,7 @@ func TestCleanupRemovesTheTrustEntryOnEveryReadyNode(t *testing.T) {
 	require.EqualError(t, err, "cleanup incomplete: node worker-2")
 	require.Equal(t, `node worker-2: not Ready, skipped: remove /etc/containerd/certs.d/10.96.0.50:443 on it by hand when it returns
 node worker-1: removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443
+acknowledgement leases: 1 deleted
 secret cr-connected-registry-tls: deleted
 secret cr-connected-registry-tls-ca: already gone
 `, out.String())
@@ -135,6 +141,12 @@ secret cr-connected-registry-tls-ca: already gone
 	require.True(t, *sc.ReadOnlyRootFilesystem)
 	require.Equal(t, &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, sc.Capabilities)
 	require.Nil(t, sc.Privileged)
+	require.Equal(t, "10m", c.Resources.Requests.Cpu().String(), "a namespace's ResourceQuota without a LimitRange admits the pod")
+	require.Equal(t, "16Mi", c.Resources.Requests.Memory().String())
+	require.Equal(t, "64Mi", c.Resources.Limits.Memory().String())
+	require.Equal(t, "100m", c.Resources.Limits.Cpu().String())
+	_, err = client.CoordinationV1().Leases(namespace).Get(context.Background(), "other-trust-ack-worker-1", metav1.GetOptions{})
+	require.NoError(t, err, "another release's acknowledgements stay")
 
 	_, err = client.CoreV1().Pods(namespace).Get(context.Background(), p.Name, metav1.GetOptions{})
 	require.True(t, apierrors.IsNotFound(err), "the pod is deleted afterwards: %v", err)
@@ -146,7 +158,7 @@ secret cr-connected-registry-tls-ca: already gone
 			deleted = append(deleted, a.GetResource().Resource+" "+d.GetName())
 		}
 	}
-	require.Equal(t, []string{"pods " + p.Name, "pods " + p.Name, "secrets " + tlsSecret, "secrets " + caSecret}, deleted,
+	require.Equal(t, []string{"pods " + p.Name, "pods " + p.Name, "leases cr-trust-ack-worker-1", "secrets " + tlsSecret, "secrets " + caSecret}, deleted,
 		"a leftover pod of an earlier run is deleted before the create, the finished one after")
 }
 

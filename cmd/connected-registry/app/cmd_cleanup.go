@@ -50,7 +50,7 @@ func (o *CleanupOptions) AddFlags(fs *FlagSet) {
 // Complete checks the flags and builds the API client.
 func (o *CleanupOptions) Complete() error {
 	if o.Nodes {
-		if err := o.NodeTrustOptions.complete(); err != nil {
+		if err := o.NodeTrustOptions.complete(false); err != nil {
 			return err
 		}
 		if o.Image == "" {
