@@ -171,7 +171,7 @@ func TestFailedReleasesLeaveNothingBehind(t *testing.T) {
 	// kubectl logs while the release exists.
 	holder := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "holder", Namespace: nsB},
-		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.61", Ports: []corev1.ServicePort{{Port: 80}}},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.61", Ports: []corev1.ServicePort{{Port: 80}}},
 	}
 	_, err = env.Client.CoreV1().Services(nsB).Create(ctx, holder, metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -320,7 +320,9 @@ func TestBadInputFailsClearly(t *testing.T) {
 	if !apierrors.IsAlreadyExists(err) {
 		require.NoError(t, err)
 	}
-	t.Cleanup(func() { _ = env.Client.CoreV1().Namespaces().Delete(context.Background(), other, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Namespaces().Delete(context.Background(), other, metav1.DeleteOptions{})
+	})
 	certPEM, keyPEM, err := env.CA.Issue(framework.ClusterIP, nil, nil)
 	require.NoError(t, err)
 	_, err = env.Client.CoreV1().Secrets(other).Create(ctx, &corev1.Secret{
