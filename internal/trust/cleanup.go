@@ -63,6 +63,34 @@ type Cleanup struct {
 	Poll time.Duration
 	// Secrets to delete, by name; a missing one is fine.
 	Secrets []string
+	// Objects to delete, as Kind/name: the hooks a failed install or upgrade leaves for kubectl logs (Job, with
+	// its pods), and their ServiceAccount, Role, RoleBinding, ClusterRole and ClusterRoleBinding. A missing one is
+	// fine.
+	Objects []string
+}
+
+// ObjectKinds are the kinds Objects may name.
+var ObjectKinds = []string{"Job", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+// deleteObject deletes one object of Objects.
+func (c *Cleanup) deleteObject(ctx context.Context, kind, name string) error {
+	background := metav1.DeletePropagationBackground
+	opts := metav1.DeleteOptions{PropagationPolicy: &background}
+	switch kind {
+	case "Job":
+		return c.Client.BatchV1().Jobs(c.Namespace).Delete(ctx, name, opts)
+	case "ServiceAccount":
+		return c.Client.CoreV1().ServiceAccounts(c.Namespace).Delete(ctx, name, opts)
+	case "Role":
+		return c.Client.RbacV1().Roles(c.Namespace).Delete(ctx, name, opts)
+	case "RoleBinding":
+		return c.Client.RbacV1().RoleBindings(c.Namespace).Delete(ctx, name, opts)
+	case "ClusterRole":
+		return c.Client.RbacV1().ClusterRoles().Delete(ctx, name, opts)
+	case "ClusterRoleBinding":
+		return c.Client.RbacV1().ClusterRoleBindings().Delete(ctx, name, opts)
+	}
+	return fmt.Errorf("cannot delete a %s: the kinds are %s", kind, english.List(ObjectKinds))
 }
 
 // Run removes the node entries, then the Secrets, printing one line per node and per Secret.
@@ -96,6 +124,19 @@ func (c *Cleanup) Run(ctx context.Context, out io.Writer) error {
 			failed = append(failed, "secret "+name)
 		default:
 			fmt.Fprintf(out, "secret %s: deleted\n", name)
+		}
+	}
+	for _, o := range c.Objects {
+		kind, name, _ := strings.Cut(o, "/")
+		err := c.deleteObject(ctx, kind, name)
+		switch {
+		case apierrors.IsNotFound(err):
+			// The usual case: Helm deleted the hook when it succeeded.
+		case err != nil:
+			fmt.Fprintf(out, "%s: %v\n", o, err)
+			failed = append(failed, o)
+		default:
+			fmt.Fprintf(out, "%s: deleted (left by a failed install or upgrade)\n", o)
 		}
 	}
 	if len(failed) > 0 {

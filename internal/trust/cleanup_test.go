@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -265,4 +267,37 @@ func cleanupCalls(client *fake.Clientset) []string {
 		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
 	}
 	return out
+}
+
+// A failed install keeps its preflight Job (and pod), the Job's RBAC and, if Helm was stopped before the Job ran,
+// the input Secret holding tls.key: the uninstall's cleanup deletes them, and what Helm already deleted is no error.
+func TestCleanupDeletesTheHooksAFailedInstallLeft(t *testing.T) {
+	t.Parallel()
+	const preflight = "cr-connected-registry-preflight"
+	client := fake.NewClientset(
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: preflight, Namespace: namespace}},
+		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: preflight, Namespace: namespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: preflight, Namespace: namespace}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: namespace + "-" + preflight}},
+	)
+	o := newCleanup(client, func(o *trust.Cleanup) {
+		o.Nodes, o.Secrets = false, []string{preflight}
+		o.Objects = []string{"Job/" + preflight, "ServiceAccount/" + preflight, "Role/" + preflight, "RoleBinding/" + preflight,
+			"ClusterRole/" + namespace + "-" + preflight, "ClusterRoleBinding/" + namespace + "-" + preflight}
+	})
+	var out bytes.Buffer
+	require.NoError(t, o.Run(context.Background(), &out))
+	require.Equal(t, `secret cr-connected-registry-preflight: deleted
+Job/cr-connected-registry-preflight: deleted (left by a failed install or upgrade)
+ServiceAccount/cr-connected-registry-preflight: deleted (left by a failed install or upgrade)
+ClusterRole/connected-registry-cr-connected-registry-preflight: deleted (left by a failed install or upgrade)
+`, out.String())
+	_, err := client.BatchV1().Jobs(namespace).Get(context.Background(), preflight, metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err))
+	for _, a := range client.Actions() {
+		if d, ok := a.(k8stesting.DeleteAction); ok && a.GetResource().Resource == "jobs" {
+			require.NotNil(t, d.GetDeleteOptions().PropagationPolicy, "the Job's pods go with it")
+			require.Equal(t, metav1.DeletePropagationBackground, *d.GetDeleteOptions().PropagationPolicy)
+		}
+	}
 }

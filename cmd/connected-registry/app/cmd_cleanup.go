@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/connected-registry/connected-registry/internal/english"
 	"github.com/connected-registry/connected-registry/internal/trust"
 )
 
@@ -18,6 +20,8 @@ type CleanupOptions struct {
 	NodeTrustOptions
 	// Secrets to delete, by name; a missing one is fine.
 	Secrets []string
+	// Objects to delete, Kind/name items (trust.ObjectKinds); a missing one is fine.
+	Objects []string
 	// Image of the per-node pods: this binary's image.
 	Image      string
 	PullPolicy string
@@ -40,6 +44,8 @@ func (o *CleanupOptions) AddFlags(fs *FlagSet) {
 	const p = "CONNECTED_REGISTRY_CLEANUP_"
 	fs.BoolVar(&o.Nodes, "nodes", p+"NODES", true, "remove the trust entry from every node")
 	fs.ListVar(&o.Secrets, "secret", p+"SECRETS", nil, "Secrets to delete, comma-separated (certgen's and cert-manager's, never the user's)")
+	fs.ListVar(&o.Objects, "delete", p+"DELETE", nil,
+		"hook objects a failed install or upgrade left, Kind/name items, comma-separated; the kinds are "+english.List(trust.ObjectKinds))
 	fs.StringVar(&o.Image, "image", p+"IMAGE", "", "image of the per-node removal pods: this binary's own (required with --nodes)")
 	fs.StringVar(&o.PullPolicy, "pull-policy", p+"PULL_POLICY", string(corev1.PullIfNotPresent), "imagePullPolicy of the per-node pods")
 	fs.StringVar(&o.PodPrefix, "pod-prefix", p+"POD_PREFIX", "connected-registry-trust-remove", "name prefix of the per-node pods")
@@ -55,6 +61,12 @@ func (o *CleanupOptions) Complete() error {
 		}
 		if o.Image == "" {
 			return usageErrorf("--image is required with --nodes: the per-node pods run this binary")
+		}
+	}
+	for _, obj := range o.Objects {
+		kind, name, ok := strings.Cut(obj, "/")
+		if !ok || name == "" || !slices.Contains(trust.ObjectKinds, kind) {
+			return usageErrorf("--delete item %q is not Kind/name with a kind of %s", obj, english.List(trust.ObjectKinds))
 		}
 	}
 	o.labels = map[string]string{}
@@ -74,7 +86,7 @@ func (o *CleanupOptions) Run(ctx context.Context, out io.Writer) error {
 		Client: o.Client, Namespace: o.Namespace, Nodes: o.Nodes,
 		HostCertsDir: o.HostCertsDir, Host: o.Host, Owner: o.Owner,
 		Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy), PodPrefix: o.PodPrefix, Labels: o.labels,
-		NodesTimeout: o.Timeout, Poll: o.Poll, Secrets: o.Secrets,
+		NodesTimeout: o.Timeout, Poll: o.Poll, Secrets: o.Secrets, Objects: o.Objects,
 	}
 	return c.Run(ctx, out)
 }
