@@ -98,7 +98,7 @@ func (c *Cleanup) Run(ctx context.Context, out io.Writer) error {
 	var failed []string
 	if c.Nodes {
 		nctx, cancel := context.WithTimeout(ctx, c.NodesTimeout)
-		failed = append(failed, c.cleanNodes(nctx, out)...)
+		failed = append(failed, c.cleanNodes(nctx, out, c.anyAck(nctx))...)
 		cancel()
 	}
 	ctx, cancel := context.WithTimeout(ctx, SecretsTimeout)
@@ -145,9 +145,23 @@ func (c *Cleanup) Run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
+// anyAck tells whether any trust agent of the release acknowledged a bundle, that is, ran and wrote its entry. It
+// errs on the side of yes.
+func (c *Cleanup) anyAck(ctx context.Context) bool {
+	_, release, _ := strings.Cut(c.Owner, "/")
+	acks, err := bundle.Acks{Client: c.Client, Namespace: c.Namespace, Release: release}.List(ctx)
+	return err != nil || len(acks) > 0
+}
+
+// podSecurityRefused tells whether err is Pod Security admission refusing a pod.
+func podSecurityRefused(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "violates PodSecurity")
+}
+
 // cleanNodes runs trust-remove on every Ready node, whatever its labels today: a node labelled at install and
-// unlabelled since still holds the entry, and a node that never had one reports nothing to remove.
-func (c *Cleanup) cleanNodes(ctx context.Context, out io.Writer) []string {
+// unlabelled since still holds the entry, and a node that never had one reports nothing to remove. acked says whether
+// any agent of the release ever acknowledged a bundle.
+func (c *Cleanup) cleanNodes(ctx context.Context, out io.Writer, acked bool) []string {
 	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		fmt.Fprintf(out, "listing nodes: %v\n", err)
@@ -164,7 +178,18 @@ func (c *Cleanup) cleanNodes(ctx context.Context, out io.Writer) []string {
 		pod := c.removalPod(n.Name)
 		_ = c.Client.CoreV1().Pods(c.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
 		if _, err := c.createPod(ctx, pod); err != nil {
+			if podSecurityRefused(err) && !acked {
+				// The namespace's Pod Security level refused the trust agent just as it refuses this pod: no agent
+				// of the release ran, so there is nothing of it on the node.
+				fmt.Fprintf(out, "node %s: the namespace's Pod Security level refuses the removal pod, and no trust agent of %s ever "+
+					"acknowledged a bundle (the same level refused them), so none wrote an entry: nothing to remove\n", n.Name, c.Owner)
+				continue
+			}
 			fmt.Fprintf(out, "node %s: creating pod %s: %v\n", n.Name, pod.Name, err)
+			if podSecurityRefused(err) {
+				fmt.Fprintf(out, "node %s: label namespace %s pod-security.kubernetes.io/enforce=privileged and uninstall again, or remove %s/%s on it by hand\n",
+					n.Name, c.Namespace, c.HostCertsDir, c.Host)
+			}
 			failed = append(failed, "node "+n.Name)
 			continue
 		}

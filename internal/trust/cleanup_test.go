@@ -301,3 +301,37 @@ ClusterRole/connected-registry-cr-connected-registry-preflight: deleted (left by
 		}
 	}
 }
+
+// A namespace enforcing restricted refused the trust agents, and refuses the removal pods too: with no
+// acknowledgement Lease of the release, no agent ever wrote, and the cleanup succeeds; with one, it fails naming
+// the fix.
+func TestCleanupInANamespaceThatRefusesTheRemovalPods(t *testing.T) {
+	t.Parallel()
+	refuse := func(client *fake.Clientset) {
+		client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(a.GetResource().GroupResource(), "x",
+				errors.New(`violates PodSecurity "restricted:latest": restricted volume types (volume "certs-d" uses restricted volume type "hostPath")`))
+		})
+	}
+	t.Run("no agent ever acknowledged should succeed", func(t *testing.T) {
+		t.Parallel()
+		client := fake.NewClientset(node("worker-1", corev1.ConditionTrue))
+		refuse(client)
+		var out bytes.Buffer
+		require.NoError(t, newCleanup(client, func(o *trust.Cleanup) { o.Secrets = nil }).Run(context.Background(), &out))
+		require.Contains(t, out.String(), "node worker-1: the namespace's Pod Security level refuses the removal pod, and no trust agent of connected-registry/cr ever acknowledged a bundle")
+	})
+	t.Run("an agent that acknowledged should fail naming the fix", func(t *testing.T) {
+		t.Parallel()
+		client := fake.NewClientset(node("worker-1", corev1.ConditionTrue), &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+			Name: "cr-trust-ack-worker-1", Namespace: namespace, Labels: map[string]string{"app.kubernetes.io/instance": "cr", "app.kubernetes.io/component": "trust-ack"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("worker-1")}})
+		refuse(client)
+		var out bytes.Buffer
+		err := newCleanup(client, func(o *trust.Cleanup) { o.Secrets = nil }).Run(context.Background(), &out)
+		require.EqualError(t, err, "cleanup incomplete: node worker-1")
+		require.Contains(t, out.String(), "node worker-1: label namespace connected-registry pod-security.kubernetes.io/enforce=privileged and uninstall again, or remove /etc/containerd/certs.d/10.96.0.50:443 on it by hand")
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
