@@ -65,3 +65,38 @@ func TestUninstallDeletesWhatFailedHooksLeft(t *testing.T) {
 		})
 	}
 }
+
+// TestOversizedValuesFailAtRender: megabytes pasted by mistake fail at render, naming the value and the cap, not on
+// Kubernetes' 1 MiB limit of the preflight's Secret ("data: Too long").
+func TestOversizedValuesFailAtRender(t *testing.T) {
+	t.Parallel()
+	crt := scenarioValue(t, "byoc", "tls.crt")
+	key := scenarioValue(t, "byoc", "tls.key")
+	huge := strings.Repeat("QUFB", 300000)
+	byoc := func(extra map[string]any) map[string]any {
+		v := with(map[string]any{"cert-manager": map[string]any{"enabled": false, "install": false}, "tls.crt": crt, "tls.key": key})
+		for k, x := range extra {
+			v[k] = x
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name, want string
+		vals       map[string]any
+	}{
+		{"a tls.crt of megabytes should fail naming tls.crt and its cap", "tls.crt is 1200000 characters, more than the 90000 the chart accepts: give only the serving certificate and its intermediates, base64-encoded once", byoc(map[string]any{"tls.crt": huge})},
+		{"a tls.key of megabytes should fail without echoing it", "tls.key is 1200000 characters, more than the 18000 the chart accepts: give only the serving certificate's private key, base64-encoded once", byoc(map[string]any{"tls.key": huge})},
+		{"a tls.cacrt of megabytes should fail", "tls.cacrt is 1200000 characters, more than the 90000 the chart accepts", byoc(map[string]any{"tls.cacrt": huge})},
+		{"a connection string of megabytes should fail", "connectionString is 1200000 characters, more than the 4096 the chart accepts", with(map[string]any{"connectionString": huge})},
+		{"a parent CA bundle of megabytes should fail", "registry.parent.caBundle is 1200000 characters, more than the 262144 the chart accepts", with(map[string]any{"registry": map[string]any{"parent": map[string]any{"caBundle": huge}}})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := render(t, tc.vals)
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), "QUFBQUFB")
+		})
+	}
+	_, err := render(t, byoc(nil))
+	require.NoError(t, err, "a real certificate and key are far below the caps")
+}

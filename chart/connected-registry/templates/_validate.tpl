@@ -17,7 +17,25 @@ Where a rule lives:
 {{- $cm := index $v "cert-manager" | default dict }}
 {{- $td := $v.trustDistribution | default dict }}
 
-{{- /* Typographic quotes copied from a document: checked first, since they break every other check. Keys whose
+{{- /* Sizes first: megabytes pasted by mistake would otherwise fail on Kubernetes' own 1 MiB limit of the preflight's
+Secret, with a message that names neither the value nor a cap, after the hooks' RBAC already exists. The caps match
+the preflight's (internal/tlscheck: a 16k-bit RSA key; a chain of 10 large certificates), base64-encoded. */}}
+{{- $caps := dict
+  "connectionString" (list $v.connectionString 4096 "a connection string is a few hundred characters: copy the output of `az acr connected-registry get-settings` again")
+  "tls.crt" (list $tls.crt 90000 "give only the serving certificate and its intermediates, base64-encoded once")
+  "tls.key" (list $tls.key 18000 "give only the serving certificate's private key, base64-encoded once")
+  "tls.cacrt" (list $tls.cacrt 90000 "give only the CA that issued the serving certificate, base64-encoded once")
+  "registry.parent.caBundle" (list $v.registry.parent.caBundle 262144 "give only the CAs the parent's certificate chains to")
+  "Azure.proxySettings.proxyCert" (list (($v.Azure | default dict).proxySettings | default dict).proxyCert 262144 "give only the proxy's CA certificate") }}
+{{- range $key := keys $caps | sortAlpha }}
+{{- $c := get $caps $key }}
+{{- $n := len (toString (index $c 0 | default "")) }}
+{{- if gt $n (index $c 1) }}
+{{- fail (printf "%s is %d characters, more than the %d the chart accepts: %s" $key $n (index $c 1) (index $c 2)) }}
+{{- end }}
+{{- end }}
+
+{{- /* Typographic quotes copied from a document: checked next, since they break every other check. Keys whose
 schema pattern or format admits no quote (service.clusterIP, pvc.storageRequest) never get here with one. */}}
 {{- $quoted := dict
   "connectionString" $v.connectionString
