@@ -276,6 +276,13 @@ func TestClusterIP(t *testing.T) {
 			want:    "service.clusterIP is 10.96.0.60, but this release's Service connected-registry/cr-connected-registry has 10.96.0.50 and a Service's ClusterIP cannot change: keep service.clusterIP=10.96.0.50 (the nodes trust that address), or uninstall the release and install it again with the new address",
 		},
 		{
+			name:    "changing the address of the release's Service to one another Service holds should say it is taken",
+			cluster: cluster{objects: with(ipAddress(clusterIP, ns, svcName), ipAddress("10.96.0.61", "other", "holder"), ownService, inputSecret(map[string]string{"connectionString": goodCS}))},
+			cfg:     func(c *preflight.Config) { c.Upgrade, c.ClusterIP = true, "10.96.0.61" },
+			status:  preflight.Fail,
+			want:    "service.clusterIP 10.96.0.61 is taken by Service other/holder; besides, this release's Service connected-registry/cr-connected-registry has 10.96.0.50, and a Service's ClusterIP cannot change: keep service.clusterIP=10.96.0.50 (the nodes trust that address)",
+		},
+		{
 			name:    "without the ServiceCIDR API a free address should pass the dry-run create",
 			cluster: cluster{objects: noAPI, noNetworkingAPI: true, dryRun: dryRunOnly},
 			want:    "service.clusterIP 10.96.0.50 is inside the service range and free (a dry-run create of Service connected-registry/cr-connected-registry succeeded)",

@@ -336,7 +336,8 @@ func TestBadInputFailsClearly(t *testing.T) {
 	helm := framework.HelmCLI{Bin: "helm3"}
 	out, err := helm.Helm(ctx, env, "install", "cr", env.Chart, "-n", ns, "--wait", "--timeout", "1m", "-f", site.ValuesFile, "-f", secretValues)
 	require.Error(t, err, out)
-	require.Contains(t, preflightMessage(t, ctx, ns), "exists in namespace "+other)
+	require.Contains(t, out, "tls.secret names Secret k8secret, which is not in the release namespace "+ns+" but exists in namespace "+other,
+		"the render says where the Secret is, before any object is created")
 	_, err = helm.Helm(ctx, env, "uninstall", "cr", "-n", ns, "--wait")
 	require.NoError(t, err)
 	requireNothingLeftKeepCredentials(t, ctx, ns)

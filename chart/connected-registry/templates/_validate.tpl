@@ -117,6 +117,20 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- $key := ternary "tls.secret" "tls.crt" (not (empty $tls.secret)) }}
 {{- fail (printf "%s and cert-manager.enabled=true both choose the registry certificate: set cert-manager.enabled=false (and cert-manager.install=false) to use your own certificate, or remove %s to let cert-manager issue one" $key $key) }}
 {{- end }}
+{{- /* tls.secret names a Secret of the release namespace, which a pod can mount. When it is not there but another
+namespace has one of that name, say so. lookup runs with the installing user's own credentials and is empty
+offline (helm template); the other namespaces are read only when the Secret is missing. */}}
+{{- if and $tls.secret (not (lookup "v1" "Secret" $root.Release.Namespace (toString $tls.secret))) }}
+{{- $found := list }}
+{{- range (lookup "v1" "Namespace" "" "").items | default list }}
+{{- if and (ne .metadata.name $root.Release.Namespace) (lookup "v1" "Secret" .metadata.name (toString $tls.secret)) }}
+{{- $found = append $found .metadata.name }}
+{{- end }}
+{{- end }}
+{{- with $found }}
+{{- fail (printf "tls.secret names Secret %s, which is not in the release namespace %s but exists in namespace %s: a pod mounts only Secrets of its own namespace, so copy it into %s (kubectl get secret %s -n %s -o yaml, without its namespace and uid, then kubectl apply -n %s), or install the release into %s" $tls.secret $root.Release.Namespace (join ", " .) $root.Release.Namespace $tls.secret (first .) $root.Release.Namespace (first .)) }}
+{{- end }}
+{{- end }}
 {{- if and $tls.crt (not $tls.key) }}
 {{- fail "tls.crt is set without tls.key: give the certificate's private key as base64 of its PEM in tls.key" }}
 {{- end }}
