@@ -62,6 +62,26 @@ pod-security: ok: namespace connected-registry sets no Pod Security level (the c
 		require.True(t, apierrors.IsNotFound(err), "the hook Secret is deleted once read: %v", err)
 	})
 
+	t.Run("a warning should become an Event on the release's Service, where users look after Helm deleted the Job", func(t *testing.T) {
+		t.Parallel()
+		client := reportCluster(goodCS)
+		_, err := client.CoreV1().Namespaces().Update(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+			Labels: map[string]string{preflight.PSSWarnLabel: "restricted"}}}, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		var out bytes.Buffer
+		msg, err := reportChecker(client).Report(context.Background(), &out)
+		require.NoError(t, err)
+		require.Equal(t, "preflight: 8 checks passed, 1 with a warning (pod-security)\n", strings.SplitAfter(msg, "\n")[0])
+		events, err := client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, events.Items, 1)
+		ev := events.Items[0]
+		require.Equal(t, corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: ns, Name: svcName}, ev.InvolvedObject)
+		require.Equal(t, corev1.EventTypeWarning, ev.Type)
+		require.Equal(t, preflight.ReasonWarning, ev.Reason)
+		require.True(t, strings.HasPrefix(ev.Message, "pod-security: warn: namespace connected-registry has pod-security.kubernetes.io/warn=restricted"), ev.Message)
+	})
+
 	t.Run("a failing check should fail with the failures in the termination message", func(t *testing.T) {
 		t.Parallel()
 		c := reportChecker(reportCluster(strings.Replace(goodCS, "https", "ftp", 1)))

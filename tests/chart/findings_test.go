@@ -100,3 +100,18 @@ func TestOversizedValuesFailAtRender(t *testing.T) {
 	_, err := render(t, byoc(nil))
 	require.NoError(t, err, "a real certificate and key are far below the caps")
 }
+
+// TestPreflightWarningsReachTheUser: Helm deletes a successful preflight Job with its log, so its warnings go where
+// users look: Helm 4 prints the log on success too, the preflight may record Events, and the NOTES point to them.
+func TestPreflightWarningsReachTheUser(t *testing.T) {
+	t.Parallel()
+	res, err := render(t, base())
+	require.NoError(t, err)
+	job, ok := res.Find("Job", "cr-connected-registry-preflight")
+	require.True(t, ok)
+	require.Contains(t, job.YAML, "helm.sh/hook-output-log-policy: hook-succeeded,hook-failed")
+	role, ok := res.Find("Role", "cr-connected-registry-preflight")
+	require.True(t, ok)
+	require.Regexp(t, `resources: \["events"\]\s+verbs: \["create"\]`, role.YAML)
+	require.Contains(t, res.Notes, "kubectl -n connected-registry get events --field-selector involvedObject.kind=Service,involvedObject.name=cr-connected-registry")
+}
