@@ -338,8 +338,6 @@ func TestBadInputFailsClearly(t *testing.T) {
 	require.Error(t, err, out)
 	require.Contains(t, out, "tls.secret names Secret k8secret, which is not in the release namespace "+ns+" but exists in namespace "+other,
 		"the render says where the Secret is, before any object is created")
-	_, err = helm.Helm(ctx, env, "uninstall", "cr", "-n", ns, "--wait")
-	require.NoError(t, err)
 	requireNothingLeftKeepCredentials(t, ctx, ns)
 
 	// Helm killed while it waits for the preflight Job, which cannot start (the namespace's quota admits no pod):
