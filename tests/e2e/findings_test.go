@@ -176,7 +176,7 @@ func TestFailedReleasesLeaveNothingBehind(t *testing.T) {
 	_, err = env.Client.CoreV1().Services(nsB).Create(ctx, holder, metav1.CreateOptions{})
 	require.NoError(t, err)
 	out, err = helm4.Helm(ctx, env, "upgrade", "cr", env.Chart, "-n", nsA, "--wait", "--timeout", "2m", "--rollback-on-failure",
-		"-f", siteA.ValuesFile, "--set", "service.clusterIP=10.96.0.61")
+		"-f", siteA.ValuesFile, "--set", `service\.clusterIP=10.96.0.61`) // the flat key, as the site file gives it
 	require.Error(t, err, out)
 	msg := preflightMessage(t, ctx, nsA)
 	require.Contains(t, msg, "10.96.0.61 is taken by Service "+nsB+"/holder", "the message says the address is taken")
@@ -188,7 +188,7 @@ func TestFailedReleasesLeaveNothingBehind(t *testing.T) {
 	// A plain failed upgrade to another free address: the last revision's values name 10.96.0.62, but the release
 	// wrote 10.96.0.50's entry, and its uninstall removes that one.
 	out, err = helm3.Helm(ctx, env, "upgrade", "cr", env.Chart, "-n", nsA, "--wait", "--timeout", "2m",
-		"-f", siteA.ValuesFile, "--set", "service.clusterIP=10.96.0.62")
+		"-f", siteA.ValuesFile, "--set", `service\.clusterIP=10.96.0.62`)
 	require.Error(t, err, out)
 	require.Contains(t, preflightMessage(t, ctx, nsA), "cannot change")
 	out, err = helm3.Helm(ctx, env, "uninstall", "cr", "-n", nsA, "--wait", "--timeout", "3m")
