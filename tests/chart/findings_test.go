@@ -115,3 +115,21 @@ func TestPreflightWarningsReachTheUser(t *testing.T) {
 	require.Regexp(t, `resources: \["events"\]\s+verbs: \["create"\]`, role.YAML)
 	require.Contains(t, res.Notes, "kubectl -n connected-registry get events --field-selector involvedObject.kind=Service,involvedObject.name=cr-connected-registry")
 }
+
+// TestEveryRegistryContainerHasALivenessProbe: registry-http (httpEnabled) had none, so a hung container kept the
+// pod, and HTTPS with it, out of the Service (kube-score, polaris); the registry's own probe is registry-probe.
+func TestEveryRegistryContainerHasALivenessProbe(t *testing.T) {
+	t.Parallel()
+	res, err := render(t, with(map[string]any{"httpEnabled": true}))
+	require.NoError(t, err)
+	d, ok := res.Find("Deployment", "cr-connected-registry")
+	require.True(t, ok)
+	for _, name := range []string{"registry", "registry-http"} {
+		c := container(t, d, name)
+		require.Contains(t, c, "livenessProbe", "container %s", name)
+	}
+	probe := container(t, d, "registry")["livenessProbe"].(map[string]any)["exec"].(map[string]any)["command"].([]any)
+	require.Equal(t, []any{"/helpers/connected-registry", "registry-probe"}, probe[:2])
+	spec := d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	require.Equal(t, false, spec["shareProcessNamespace"], "the registry must not see the tls-reloader's processes")
+}
