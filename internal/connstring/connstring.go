@@ -147,6 +147,11 @@ func parse(s string) (ConnectionString, error) {
 		}
 		canonical, known := canonicalField(key)
 		if !known {
+			if i > 0 && strings.HasPrefix(segments[i-1], FieldSyncTokenPassword+"=") {
+				// Right after the password, a name may be the password's own tail past a ';': never echo it.
+				return cs, newError("", ErrUnknownField, "connection string field %d, after %s, has an unknown name; if the password holds a ';', "+
+					"generate another with az acr connected-registry get-settings --generate-password 1; the fields are %s", pos, FieldSyncTokenPassword, english.List(Fields))
+			}
 			return cs, unknownField(key, pos)
 		}
 		if canonical != key {

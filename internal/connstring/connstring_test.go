@@ -247,7 +247,13 @@ func TestParse(t *testing.T) {
 			name:    "a password holding a semicolon should fail without echoing its pieces",
 			in:      with("SyncTokenPassword", "abc;x+y=z"),
 			is:      connstring.ErrUnknownField,
-			wantErr: "connection string field 4 has an unknown name; the fields are ConnectedRegistryName, SyncTokenName, SyncTokenPassword, ParentGatewayEndpoint and ParentEndpointProtocol",
+			wantErr: "connection string field 4, after SyncTokenPassword, has an unknown name; if the password holds a ';', generate another with az acr connected-registry get-settings --generate-password 1; the fields are ConnectedRegistryName, SyncTokenName, SyncTokenPassword, ParentGatewayEndpoint and ParentEndpointProtocol",
+		},
+		{
+			name:    "a password holding a semicolon and a word before an equals sign should fail without echoing the word",
+			in:      with("SyncTokenPassword", "abc;Secretword=z"),
+			is:      connstring.ErrUnknownField,
+			wantErr: "connection string field 4, after SyncTokenPassword, has an unknown name; if the password holds a ';', generate another with az acr connected-registry get-settings --generate-password 1; the fields are ConnectedRegistryName, SyncTokenName, SyncTokenPassword, ParentGatewayEndpoint and ParentEndpointProtocol",
 		},
 		{
 			name:    "a piece without an equals sign should fail without echoing it",

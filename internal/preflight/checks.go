@@ -292,3 +292,49 @@ func (c *Checker) countNodes(ctx context.Context, selector string) (int, error) 
 		opts.Continue = list.Continue
 	}
 }
+
+// Pod Security admission's namespace labels.
+const (
+	PSSEnforceLabel = "pod-security.kubernetes.io/enforce"
+	PSSAuditLabel   = "pod-security.kubernetes.io/audit"
+	PSSWarnLabel    = "pod-security.kubernetes.io/warn"
+)
+
+// checkPodSecurity: with trust distribution on, the release namespace must admit the trust agent, whose hostPath
+// volumes only the privileged level allows. Without this check the DaemonSet's pods are refused one by one and
+// the install waits for its whole timeout before failing with "DaemonSet ... not ready".
+func checkPodSecurity(ctx context.Context, c *Checker) (Status, string) {
+	cfg := c.Config
+	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, cfg.Namespace, metav1.GetOptions{})
+	if err != nil {
+		return warn("cannot read namespace %s to check its Pod Security labels: %v", cfg.Namespace, err)
+	}
+	level := func(label string) string { return ns.Labels[label] }
+	restrictive := func(l string) bool { return l == "baseline" || l == "restricted" }
+	fixes := fmt.Sprintf("label the namespace for the privileged level (kubectl label namespace %s %s=privileged --overwrite), "+
+		"or set trustDistribution.enabled=false and give the nodes the registry's CA yourself", cfg.Namespace, PSSEnforceLabel)
+	if !cfg.TrustDistribution {
+		if l := level(PSSEnforceLabel); l != "" {
+			return ok("namespace %s enforces Pod Security level %s; trust distribution is off, and the registry and hook pods meet restricted", cfg.Namespace, l)
+		}
+		return ok("trust distribution is off, and the registry and hook pods meet the restricted Pod Security level")
+	}
+	if l := level(PSSEnforceLabel); restrictive(l) {
+		return fail("namespace %s enforces the Pod Security level %s (%s=%s), which refuses the trust agent: its hostPath "+
+			"volumes need the privileged level, so its DaemonSet would never start: %s", cfg.Namespace, l, PSSEnforceLabel, l, fixes)
+	}
+	var warned []string
+	for _, label := range []string{PSSAuditLabel, PSSWarnLabel} {
+		if l := level(label); restrictive(l) {
+			warned = append(warned, fmt.Sprintf("%s=%s", label, l))
+		}
+	}
+	if len(warned) > 0 {
+		return warn("namespace %s has %s: the trust agent's hostPath volumes will be reported as violations, though admitted; to silence "+
+			"them, %s", cfg.Namespace, strings.Join(warned, " and "), fixes)
+	}
+	if l := level(PSSEnforceLabel); l != "" {
+		return ok("namespace %s enforces the Pod Security level %s, which admits the trust agent", cfg.Namespace, l)
+	}
+	return ok("namespace %s sets no Pod Security level (the cluster's default applies; the trust agent needs privileged)", cfg.Namespace)
+}

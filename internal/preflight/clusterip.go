@@ -39,6 +39,12 @@ func checkClusterIP(ctx context.Context, c *Checker) (Status, string) {
 		if have, err := netip.ParseAddr(own.Spec.ClusterIP); err == nil && have.Unmap() == ip {
 			return ok("service.clusterIP %s belongs to this release's Service %s/%s", ip, cfg.Namespace, cfg.Service)
 		}
+		// Say first when the new address is taken: uninstalling to move would not free it. (Without the IPAddress
+		// API, before Kubernetes 1.33, the holder stays unnamed.)
+		if owner, err := c.ipOwner(ctx, ip); err == nil && owner != "" {
+			return fail("service.clusterIP %s is taken by %s; besides, this release's Service %s/%s has %s, and a Service's ClusterIP cannot change: keep service.clusterIP=%s (the nodes trust that address)",
+				ip, owner, cfg.Namespace, cfg.Service, own.Spec.ClusterIP, own.Spec.ClusterIP)
+		}
 		return fail("service.clusterIP is %s, but this release's Service %s/%s has %s and a Service's ClusterIP cannot change: keep service.clusterIP=%s (the nodes trust that address), or uninstall the release and install it again with the new address",
 			ip, cfg.Namespace, cfg.Service, own.Spec.ClusterIP, own.Spec.ClusterIP)
 	}

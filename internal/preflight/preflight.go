@@ -131,6 +131,7 @@ var checks = []check{
 	{"tls", checkTLS},
 	{"storage-class", checkStorageClass},
 	{"node-selector", checkNodeSelector},
+	{"pod-security", checkPodSecurity},
 }
 
 // Names lists the checks in the order they run.

@@ -103,6 +103,7 @@ func defaultObjects() []runtime.Object {
 		ipAddress("10.96.0.10", "kube-system", "kube-dns"),
 		storageClass("standard", true),
 		node("node-1", map[string]string{"kubernetes.io/os": "linux"}),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 	}
 }
 
@@ -273,6 +274,13 @@ func TestClusterIP(t *testing.T) {
 			cfg:     func(c *preflight.Config) { c.Upgrade, c.ClusterIP = true, "10.96.0.60" },
 			status:  preflight.Fail,
 			want:    "service.clusterIP is 10.96.0.60, but this release's Service connected-registry/cr-connected-registry has 10.96.0.50 and a Service's ClusterIP cannot change: keep service.clusterIP=10.96.0.50 (the nodes trust that address), or uninstall the release and install it again with the new address",
+		},
+		{
+			name:    "changing the address of the release's Service to one another Service holds should say it is taken",
+			cluster: cluster{objects: with(ipAddress(clusterIP, ns, svcName), ipAddress("10.96.0.61", "other", "holder"), ownService, inputSecret(map[string]string{"connectionString": goodCS}))},
+			cfg:     func(c *preflight.Config) { c.Upgrade, c.ClusterIP = true, "10.96.0.61" },
+			status:  preflight.Fail,
+			want:    "service.clusterIP 10.96.0.61 is taken by Service other/holder; besides, this release's Service connected-registry/cr-connected-registry has 10.96.0.50, and a Service's ClusterIP cannot change: keep service.clusterIP=10.96.0.50 (the nodes trust that address)",
 		},
 		{
 			name:    "without the ServiceCIDR API a free address should pass the dry-run create",
@@ -558,6 +566,63 @@ func TestNodeSelector(t *testing.T) {
 			name: "a registry node selector that matches should pass",
 			cfg:  func(c *preflight.Config) { c.RegistryNodeSelector = []string{"kubernetes.io/os=linux"} },
 			want: "registry.nodeSelector kubernetes.io/os=linux matches 1 node; trust distribution runs on every node",
+		},
+	})
+}
+
+func namespaceWith(labels map[string]string) []runtime.Object {
+	objects := []runtime.Object{inputSecret(map[string]string{"connectionString": goodCS})}
+	for _, o := range defaultObjects() {
+		if n, isNS := o.(*corev1.Namespace); isNS {
+			n = n.DeepCopy()
+			n.Labels = labels
+			o = n
+		}
+		objects = append(objects, o)
+	}
+	return objects
+}
+
+func TestPodSecurity(t *testing.T) {
+	t.Parallel()
+	fixes := "label the namespace for the privileged level (kubectl label namespace connected-registry pod-security.kubernetes.io/enforce=privileged --overwrite), " +
+		"or set trustDistribution.enabled=false and give the nodes the registry's CA yourself"
+	runTable(t, "pod-security", []testCase{
+		{
+			name: "a namespace without Pod Security labels should pass, saying the agent needs privileged",
+			want: "namespace connected-registry sets no Pod Security level (the cluster's default applies; the trust agent needs privileged)",
+		},
+		{
+			name:    "a namespace enforcing restricted should fail with trust distribution on, naming both fixes",
+			cluster: cluster{objects: namespaceWith(map[string]string{preflight.PSSEnforceLabel: "restricted"})},
+			status:  preflight.Fail,
+			want: "namespace connected-registry enforces the Pod Security level restricted (pod-security.kubernetes.io/enforce=restricted), which refuses the trust agent: " +
+				"its hostPath volumes need the privileged level, so its DaemonSet would never start: " + fixes,
+		},
+		{
+			name:    "a namespace enforcing baseline should fail too, since baseline forbids hostPath",
+			cluster: cluster{objects: namespaceWith(map[string]string{preflight.PSSEnforceLabel: "baseline"})},
+			status:  preflight.Fail,
+			want: "namespace connected-registry enforces the Pod Security level baseline (pod-security.kubernetes.io/enforce=baseline), which refuses the trust agent: " +
+				"its hostPath volumes need the privileged level, so its DaemonSet would never start: " + fixes,
+		},
+		{
+			name:    "a namespace enforcing privileged should pass",
+			cluster: cluster{objects: namespaceWith(map[string]string{preflight.PSSEnforceLabel: "privileged"})},
+			want:    "namespace connected-registry enforces the Pod Security level privileged, which admits the trust agent",
+		},
+		{
+			name:    "audit and warn labels above privileged should warn",
+			cluster: cluster{objects: namespaceWith(map[string]string{preflight.PSSAuditLabel: "restricted", preflight.PSSWarnLabel: "baseline"})},
+			status:  preflight.Warn,
+			want: "namespace connected-registry has pod-security.kubernetes.io/audit=restricted and pod-security.kubernetes.io/warn=baseline: the trust agent's " +
+				"hostPath volumes will be reported as violations, though admitted; to silence them, " + fixes,
+		},
+		{
+			name:    "a restricted namespace should pass with trust distribution off",
+			cluster: cluster{objects: namespaceWith(map[string]string{preflight.PSSEnforceLabel: "restricted"})},
+			cfg:     func(c *preflight.Config) { c.TrustDistribution = false },
+			want:    "namespace connected-registry enforces Pod Security level restricted; trust distribution is off, and the registry and hook pods meet restricted",
 		},
 	})
 }

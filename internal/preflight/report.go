@@ -7,9 +7,17 @@ import (
 	"io"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
+
+// ReasonWarning is the reason of the Event each warning of a check becomes, on the release's Service.
+const ReasonWarning = "PreflightWarning"
+
+// maxEventMessage is what the API server keeps of an Event's message.
+const maxEventMessage = 1024
 
 // MaxTerminationMessage is the size Kubernetes keeps of a container's termination message.
 const MaxTerminationMessage = 4096
@@ -44,6 +52,7 @@ func (c *Checker) Report(ctx context.Context, out io.Writer) (string, error) {
 		summary = fmt.Sprintf("preflight: %d checks passed, %d with a warning (%s)", len(results), len(warned), strings.Join(warned, ", "))
 	}
 	msg := terminationMessage(summary, problems)
+	c.recordWarnings(ctx, results)
 	if len(failed) > 0 {
 		return msg, fmt.Errorf("%w: %d of %d (%s); the lines above name each value and its fix", ErrChecksFailed, len(failed), len(results), strings.Join(failed, ", "))
 	}
@@ -77,4 +86,40 @@ func terminationMessage(summary string, problems []string) string {
 		msg += p + "\n"
 	}
 	return msg
+}
+
+// recordWarnings makes each warning an Event on the release's Service: Helm deletes a successful hook Job and its
+// log, and `kubectl get events` (and the NOTES, which point there) is where users look. The Service may not exist
+// yet on install: the Event names it all the same. A failure to record is only logged.
+func (c *Checker) recordWarnings(ctx context.Context, results []Result) {
+	cfg := c.Config
+	if cfg.Service == "" {
+		return
+	}
+	var uid string
+	if svc, err := c.Client.CoreV1().Services(cfg.Namespace).Get(ctx, cfg.Service, metav1.GetOptions{}); err == nil {
+		uid = string(svc.UID)
+	}
+	now := metav1.NewTime(c.now())
+	for _, r := range results {
+		if r.Status != Warn {
+			continue
+		}
+		msg := r.String()
+		if len(msg) > maxEventMessage {
+			msg = msg[:maxEventMessage-len("…")] + "…"
+		}
+		ev := &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: cfg.Service + ".preflight.", Namespace: cfg.Namespace},
+			InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: cfg.Namespace, Name: cfg.Service,
+				UID: types.UID(uid)},
+			Reason: ReasonWarning, Message: msg, Type: corev1.EventTypeWarning,
+			Source:         corev1.EventSource{Component: "connected-registry-preflight"},
+			FirstTimestamp: now, LastTimestamp: now, Count: 1,
+			ReportingController: "connected-registry.io/preflight", ReportingInstance: cfg.Service,
+		}
+		if _, err := c.Client.CoreV1().Events(cfg.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+			c.log().Warn("cannot record the warning as an Event", "check", r.Check, "err", err)
+		}
+	}
 }

@@ -5,10 +5,15 @@
 //   - publishes the Secret's CA to the trust bundle ConfigMap at once (package trust/bundle: the nodes' agents
 //     read it from there, without access to the Secret);
 //   - writes tls.crt and tls.key into the in-memory volume the registry reads them from: before the registry
-//     starts, and, for a renewed certificate, once every node's agent has acknowledged a bundle that verifies it;
-//   - then stops the registry process with SIGTERM, and the kubelet starts it again at once, with the new files.
+//     starts, and, for a renewed certificate, once every node's agent has acknowledged a bundle that verifies it.
+//     A certificate that is expired, not yet valid, lacks the ClusterIP the nodes pull from, or does not chain to
+//     the CA the nodes are given, is never written: the registry keeps what it serves, and an Event and a log
+//     line say why.
 //
-// The pod shares its process namespace, so the reloader finds the registry's process in /proc.
+// The reloader never touches the registry's process: the pod shares no process namespace, so the registry
+// container (a third-party image facing the network) cannot reach the reloader's API token through /proc. The
+// registry container's liveness probe (Probe, the registry-probe command) fails once the registry serves
+// another certificate than its files hold, and the kubelet starts it again with them.
 package reloader
 
 import (
@@ -23,12 +28,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
+	"slices"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +40,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/connected-registry/connected-registry/internal/certs"
 	"github.com/connected-registry/connected-registry/internal/clock"
 	"github.com/connected-registry/connected-registry/internal/trust"
 	"github.com/connected-registry/connected-registry/internal/trust/bundle"
@@ -44,12 +49,16 @@ import (
 const (
 	// DefaultRequestTimeout bounds each request to the API server when RequestTimeout is not set.
 	DefaultRequestTimeout = 30 * time.Second
-	// RestartGrace is how long a registry that was stopped may still serve the old certificate before it is
-	// stopped again: it is restarting.
-	RestartGrace = 30 * time.Second
-	// dialTimeout bounds the look at the certificate the registry serves.
-	dialTimeout = 2 * time.Second
+	// DefaultSkew is how far in the future a certificate's NotBefore may lie, for clocks that differ a little.
+	DefaultSkew = 5 * time.Minute
+	// ReasonRefused is the reason of the Event about a certificate the reloader does not install.
+	ReasonRefused = "CertificateRefused"
 )
+
+// EventSink records an Event about the registry pod.
+type EventSink interface {
+	Event(ctx context.Context, warning bool, reason, message string)
+}
 
 // Reloader keeps the registry's certificate files equal to its TLS Secret. Fill the exported fields, then call
 // Run, or Sync for one pass.
@@ -63,31 +72,34 @@ type Reloader struct {
 	Bundle string
 	// DaemonSet is the trust agent's DaemonSet, whose nodes must acknowledge a new CA; empty waits for nobody.
 	DaemonSet string
+	// Release names the agents' acknowledgement Leases (bundle.Acks); empty counts only the acknowledgements
+	// earlier releases wrote into the bundle's annotations.
+	Release string
 	// TLSDir receives tls.crt and tls.key for the registry; empty only publishes the bundle.
 	TLSDir string
-	// Addr is where the registry serves TLS inside the pod.
-	Addr string
-	// Process is the base name of the registry's executable.
-	Process string
+	// ClusterIP is the address the nodes pull from: a certificate without it is not installed. The zero value
+	// skips that check.
+	ClusterIP netip.Addr
+	// Skew is how far in the future a certificate's NotBefore may lie; 0 is DefaultSkew.
+	Skew time.Duration
 	// Interval between two passes of Run.
 	Interval time.Duration
 	// TrustWait bounds how long a certificate from a new CA waits for the nodes' acknowledgements.
 	TrustWait time.Duration
 	// RequestTimeout bounds each request to the API server; 0 is DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// Proc is the proc filesystem; tests point it elsewhere. Empty is /proc.
-	Proc string
-	// Signal stops a process; nil sends SIGTERM.
-	Signal func(pid int) error
 	// Clock defaults to the real time.
 	Clock clock.Clock
 	// Log receives warnings and what was published; nil discards them.
 	Log *slog.Logger
+	// Events receives an Event for each certificate not installed; nil sends none.
+	Events EventSink
 
 	pendingSince time.Time
 	pendingCert  []byte
-	signalled    time.Time
-	started      atomic.Bool
+	// refused is the last refusal reported, so each is reported once.
+	refused string
+	started atomic.Bool
 }
 
 // Started tells whether the registry may start: TLSDir holds a certificate (or there is no TLSDir and the first
@@ -111,8 +123,8 @@ func (r *Reloader) StartedHandler() http.Handler {
 // Run makes a pass every Interval until ctx ends, printing what it did to out. An error is logged once, not at
 // every pass, while it stays the same (a renewal that waits says so once).
 func (r *Reloader) Run(ctx context.Context, out io.Writer) error {
-	fmt.Fprintf(out, "tls-reloader: Secret %s -> ConfigMap %s (CA bundle) and %s (certificate of %q)\n",
-		r.Secret, r.Bundle, r.TLSDir, r.Process)
+	fmt.Fprintf(out, "tls-reloader: Secret %s -> ConfigMap %s (CA bundle) and %s (the registry's certificate)\n",
+		r.Secret, r.Bundle, r.TLSDir)
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
 	var lastErr string
@@ -142,7 +154,22 @@ func (r *Reloader) Sync(ctx context.Context) (string, error) {
 	s, err := r.Client.CoreV1().Secrets(r.Namespace).Get(rctx, r.Secret, metav1.GetOptions{})
 	cancel()
 	if err != nil {
-		return "", fmt.Errorf("reading Secret %s: %w", r.Secret, err)
+		err = fmt.Errorf("reading Secret %s: %w", r.Secret, err)
+		if r.Started() {
+			return "", err
+		}
+		// The API server is out of reach at the start: a registry with a certificate in its volume (the reloader
+		// restarted, the pod's volume kept) starts with it, and serves its cache; nothing else may start it.
+		if r.TLSDir == "" {
+			r.started.Store(true)
+			return "", err
+		}
+		if leaf, perr := r.previous(); perr == nil {
+			r.started.Store(true)
+			return fmt.Sprintf("the registry starts with the certificate already written (serial %s, expires %s), since the API server cannot be read",
+				leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339)), err
+		}
+		return "", err
 	}
 	// A bundle that cannot be published does not keep the registry from starting or renewing: without a new CA
 	// in the bundle, a renewal from a new CA waits anyway.
@@ -151,8 +178,24 @@ func (r *Reloader) Sync(ctx context.Context) (string, error) {
 		r.started.Store(true)
 		return "", pubErr
 	}
-	msg, err := r.Reload(ctx, s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	msg, err := r.Reload(ctx, s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey], s.Data[bundle.Key])
 	return msg, errors.Join(pubErr, err)
+}
+
+// previous returns the certificate a pair already written into TLSDir holds.
+func (r *Reloader) previous() (*x509.Certificate, error) {
+	certPEM, err := os.ReadFile(filepath.Join(r.TLSDir, corev1.TLSCertKey))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(r.TLSDir, corev1.TLSPrivateKeyKey))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return nil, err
+	}
+	return parseLeaf(certPEM)
 }
 
 // PublishBundle copies ca into the bundle ConfigMap when it differs.
@@ -170,9 +213,9 @@ func (r *Reloader) PublishBundle(ctx context.Context, ca []byte) error {
 }
 
 // Reload writes the Secret's certificate and key for the registry, right away before it first starts, and for
-// a renewed certificate once the nodes trust its CA; then it stops the registry so it starts with them. It
-// returns what it did, or "".
-func (r *Reloader) Reload(ctx context.Context, certPEM, keyPEM []byte) (string, error) {
+// a renewed certificate once the nodes trust its CA. A certificate that could not serve the nodes is never
+// written (refusal). It returns what it did, or "". The registry's liveness probe restarts it with new files.
+func (r *Reloader) Reload(ctx context.Context, certPEM, keyPEM, caPEM []byte) (string, error) {
 	leaf, err := parseLeaf(certPEM)
 	if err != nil {
 		return "", fmt.Errorf("secret %s: %w", r.Secret, err)
@@ -183,57 +226,91 @@ func (r *Reloader) Reload(ctx context.Context, certPEM, keyPEM []byte) (string, 
 	certFile, keyFile := filepath.Join(r.TLSDir, corev1.TLSCertKey), filepath.Join(r.TLSDir, corev1.TLSPrivateKeyKey)
 	written, _ := os.ReadFile(certFile)
 	writtenKey, _ := os.ReadFile(keyFile)
-	var msg string
 	now := clock.Or(r.Clock).Now()
-	switch {
-	case len(written) == 0:
+	if bytes.Equal(written, certPEM) && bytes.Equal(writtenKey, keyPEM) {
+		// The Secret holds what is written: nothing waits.
+		r.pendingSince, r.pendingCert, r.refused = time.Time{}, nil, ""
+		r.started.Store(true)
+		return "", nil
+	}
+	if why := r.refusal(leaf, certPEM, caPEM, now); why != "" {
+		keeps := "the registry keeps serving the certificate it has"
+		if len(written) == 0 {
+			keeps = "the registry does not start until the Secret holds a certificate it can serve"
+		}
+		err := fmt.Errorf("secret %s: the certificate (serial %s) is not installed: %s; %s", r.Secret, leaf.SerialNumber, why, keeps)
+		if msg := err.Error(); msg != r.refused {
+			r.refused = msg
+			if r.Events != nil {
+				r.Events.Event(ctx, true, ReasonRefused, msg)
+			}
+		}
+		return "", err
+	}
+	r.refused = ""
+	if len(written) == 0 {
 		// Before the registry's first start: nothing is served that the nodes could lose.
 		if err := write(certFile, keyFile, certPEM, keyPEM); err != nil {
 			return "", err
 		}
 		r.started.Store(true)
 		return fmt.Sprintf("wrote the certificate (serial %s, expires %s) for the registry's start", leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339)), nil
-	case !bytes.Equal(written, certPEM) || !bytes.Equal(writtenKey, keyPEM):
-		// The wait belongs to this certificate: another one that replaces it in the Secret waits afresh.
-		if r.pendingSince.IsZero() || !bytes.Equal(r.pendingCert, certPEM) {
-			r.pendingSince, r.pendingCert = now, certPEM
-		}
-		if ok, why := r.trusted(ctx, leaf, now); !ok {
-			if now.Sub(r.pendingSince) < r.TrustWait {
-				return "", fmt.Errorf("renewed certificate (serial %s) waits: %s", leaf.SerialNumber, why)
-			}
-			r.log().Warn("serving the renewed certificate although not every node trusts its CA", "waited", r.TrustWait, "err", why)
-		}
-		if err := write(certFile, keyFile, certPEM, keyPEM); err != nil {
-			return "", err
-		}
-		r.pendingSince, r.pendingCert, r.signalled = time.Time{}, nil, time.Time{}
-		msg = fmt.Sprintf("wrote the renewed certificate (serial %s, expires %s)", leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
-	default:
-		// The Secret holds what is written: nothing waits.
-		r.pendingSince, r.pendingCert = time.Time{}, nil
 	}
+	// The wait belongs to this certificate: another one that replaces it in the Secret waits afresh.
+	if r.pendingSince.IsZero() || !bytes.Equal(r.pendingCert, certPEM) {
+		r.pendingSince, r.pendingCert = now, certPEM
+	}
+	if ok, why := r.trusted(ctx, leaf, now); !ok {
+		if now.Sub(r.pendingSince) < r.TrustWait {
+			return "", fmt.Errorf("renewed certificate (serial %s) waits: %s", leaf.SerialNumber, why)
+		}
+		r.log().Warn("serving the renewed certificate although not every node trusts its CA", "waited", r.TrustWait, "err", why)
+	}
+	if err := write(certFile, keyFile, certPEM, keyPEM); err != nil {
+		return "", err
+	}
+	r.pendingSince, r.pendingCert = time.Time{}, nil
 	r.started.Store(true)
-	// The registry serves what it read when it started; restart it when that is not what is written.
-	served, err := r.served()
-	if err != nil || served.SerialNumber.Cmp(leaf.SerialNumber) == 0 && bytes.Equal(served.Raw, leaf.Raw) {
-		return msg, nil // not serving (starting or restarting), or up to date
+	return fmt.Sprintf("wrote the renewed certificate (serial %s, expires %s); the registry's liveness probe restarts it with the new files",
+		leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339)), nil
+}
+
+// refusal says why leaf (the first certificate of certPEM) could not serve the nodes, or "": it is expired or not
+// yet valid, lacks the ClusterIP they pull from, or does not chain to caPEM, the CA they are given.
+func (r *Reloader) refusal(leaf *x509.Certificate, certPEM, caPEM []byte, now time.Time) string {
+	skew := r.Skew
+	if skew <= 0 {
+		skew = DefaultSkew
 	}
-	if !r.signalled.IsZero() && now.Sub(r.signalled) < RestartGrace {
-		return msg, nil // the registry is restarting
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Sprintf("it expired on %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Add(skew).Before(leaf.NotBefore):
+		return fmt.Sprintf("it is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
-	pids, err := r.findProcess()
-	if err != nil {
-		return msg, err
+	if r.ClusterIP.IsValid() && !slices.ContainsFunc(leaf.IPAddresses, func(ip net.IP) bool {
+		a, ok := netip.AddrFromSlice(ip)
+		return ok && a.Unmap() == r.ClusterIP.Unmap()
+	}) {
+		return fmt.Sprintf("its subject alternative names (%s) lack the ClusterIP %s the nodes pull from", certs.SANs(leaf), r.ClusterIP)
 	}
-	for _, pid := range pids {
-		if err := r.signal(pid); err != nil {
-			return msg, fmt.Errorf("stopping %s (pid %d): %w", r.Process, pid, err)
-		}
+	roots := x509.NewCertPool()
+	if len(bytes.TrimSpace(caPEM)) == 0 || !roots.AppendCertsFromPEM(caPEM) {
+		return fmt.Sprintf("the Secret has no CA in %s to check it against, and the nodes could not trust it", bundle.Key)
 	}
-	r.signalled = now
-	return strings.TrimPrefix(fmt.Sprintf("%s; stopped %s (pid %v), which served serial %s, so it starts again with serial %s",
-		msg, r.Process, pids, served.SerialNumber, leaf.SerialNumber), "; "), nil
+	intermediates := x509.NewCertPool()
+	for _, c := range parseAll(certPEM)[1:] {
+		intermediates.AddCert(c)
+	}
+	at := now
+	if at.Before(leaf.NotBefore) {
+		at = leaf.NotBefore
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: at,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return fmt.Sprintf("it does not chain to the CA in the Secret's %s, which the nodes trust (%v)", bundle.Key, err)
+	}
+	return ""
 }
 
 func write(certFile, keyFile string, certPEM, keyPEM []byte) error {
@@ -253,10 +330,17 @@ func (r *Reloader) trusted(ctx context.Context, leaf *x509.Certificate, now time
 	}
 	ctx, cancel := r.request(ctx)
 	defer cancel()
-	published, acked, err := r.bundle().Status(ctx)
+	published, legacy, err := r.bundle().Status(ctx)
 	if err != nil {
 		return false, err.Error()
 	}
+	leases := map[string]string{}
+	if r.Release != "" {
+		if leases, err = (bundle.Acks{Client: r.Client, Namespace: r.Namespace, Release: r.Release}).List(ctx); err != nil {
+			return false, err.Error()
+		}
+	}
+	acked := bundle.Count(leases, legacy, bundle.Fingerprint(published))
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(published) {
 		return false, "the bundle holds no CA yet"
@@ -275,58 +359,6 @@ func (r *Reloader) trusted(ctx context.Context, leaf *x509.Certificate, now time
 		return false, fmt.Sprintf("%d of %d nodes trust CA bundle %s", acked, want, bundle.Fingerprint(published))
 	}
 	return true, ""
-}
-
-// served returns the certificate the registry serves at Addr.
-func (r *Reloader) served() (*x509.Certificate, error) {
-	d := &net.Dialer{Timeout: dialTimeout}
-	conn, err := tls.DialWithDialer(d, "tcp", r.Addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reads the served certificate only
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	certs := conn.ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return nil, errors.New("no certificate served")
-	}
-	return certs[0], nil
-}
-
-// findProcess lists the pids whose executable's base name is Process, in the pod's shared process namespace.
-func (r *Reloader) findProcess() ([]int, error) {
-	proc := r.Proc
-	if proc == "" {
-		proc = "/proc"
-	}
-	entries, err := os.ReadDir(proc)
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join(proc, e.Name(), "cmdline"))
-		if err != nil || len(cmdline) == 0 {
-			continue
-		}
-		if filepath.Base(strings.SplitN(string(cmdline), "\x00", 2)[0]) == r.Process {
-			pids = append(pids, pid)
-		}
-	}
-	if len(pids) == 0 {
-		return nil, fmt.Errorf("no %q process in the pod: the pod needs shareProcessNamespace: true", r.Process)
-	}
-	return pids, nil
-}
-
-func (r *Reloader) signal(pid int) error {
-	if r.Signal != nil {
-		return r.Signal(pid)
-	}
-	return syscall.Kill(pid, syscall.SIGTERM)
 }
 
 func (r *Reloader) bundle() bundle.ConfigMap {
@@ -353,4 +385,22 @@ func parseLeaf(certPEM []byte) (*x509.Certificate, error) {
 		return nil, errors.New("tls.crt holds no PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)
+}
+
+// parseAll parses every CERTIFICATE block of certPEM that parses.
+func parseAll(certPEM []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := certPEM; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return out
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,8 +31,7 @@ const (
 	testTLSSecret = "cr-connected-registry-tls"
 	testBundle    = "cr-connected-registry-trust-bundle"
 	testAgentDS   = "cr-connected-registry-trust-agent"
-	// Pids of the fake /proc: far above the pids a test process gets, so never the test's own.
-	registryPid = 4000101
+	testRelease   = "cr"
 )
 
 var testEpoch = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -56,8 +55,14 @@ func issueCA(t *testing.T, name string) *certs.Pair {
 
 func issueLeaf(t *testing.T, ca *certs.Pair) *certs.Pair {
 	t.Helper()
-	leaf, err := certs.Issue(rand.Reader, ca, certs.Request{IPs: []netip.Addr{netip.MustParseAddr("10.96.0.50")},
-		DNSNames: []string{"cr-connected-registry"}, Key: certs.DefaultKeySpec, Duration: certs.DefaultLeafDuration}, testEpoch)
+	return issueLeafAt(t, ca, testEpoch, "10.96.0.50")
+}
+
+// issueLeafAt issues a serving certificate valid from now for the default leaf duration, for ip.
+func issueLeafAt(t *testing.T, ca *certs.Pair, now time.Time, ip string) *certs.Pair {
+	t.Helper()
+	leaf, err := certs.Issue(rand.Reader, ca, certs.Request{IPs: []netip.Addr{netip.MustParseAddr(ip)},
+		DNSNames: []string{"cr-connected-registry"}, Key: certs.DefaultKeySpec, Duration: certs.DefaultLeafDuration}, now)
 	require.NoError(t, err)
 	return leaf
 }
@@ -82,6 +87,21 @@ func bundleOf(ca []byte, acks map[string]string) *corev1.ConfigMap {
 		cm.Annotations[bundle.AckAnnotation(node)] = fp
 	}
 	return cm
+}
+
+// leasesOf are the agents' acknowledgement Leases, node -> fingerprint, written as the agents write them.
+func leasesOf(t *testing.T, acks map[string]string) []runtime.Object {
+	t.Helper()
+	client := fake.NewClientset()
+	a := bundle.Acks{Client: client, Namespace: testNS, Release: testRelease}
+	var out []runtime.Object
+	for node, fp := range acks {
+		require.NoError(t, a.Ack(context.Background(), node, fp))
+		l, err := client.CoordinationV1().Leases(testNS).Get(context.Background(), a.Name(node), metav1.GetOptions{})
+		require.NoError(t, err)
+		out = append(out, l)
+	}
+	return out
 }
 
 func agentDaemonSet(desired int32) *appsv1.DaemonSet {
@@ -141,47 +161,46 @@ func (r *fakeRegistry) serve(t *testing.T, pair *certs.Pair) {
 	r.mu.Unlock()
 }
 
-// fakeProc is a /proc with the registry, the reloader itself, a process whose name only starts like the
-// registry's, a kernel thread (empty cmdline), a non-numeric entry and an entry for the test's own pid named
-// like the registry: only registryPid may be stopped.
-func fakeProc(t *testing.T, withRegistry bool) string {
-	t.Helper()
-	dir := t.TempDir()
-	procs := map[string]string{
-		"4000102":                 "/connected-registry\x00tls-reloader\x00--secret=" + testTLSSecret + "\x00",
-		"4000103":                 "/usr/bin/registry-ui\x00serve\x00",
-		"4000104":                 "",
-		"self":                    "/usr/bin/registry\x00",
-		strconv.Itoa(os.Getpid()): "/usr/bin/registry\x00serve\x00",
-	}
-	if withRegistry {
-		procs[strconv.Itoa(registryPid)] = "/usr/bin/registry\x00serve\x00/etc/distribution/config.yml\x00"
-	}
-	require.NotContains(t, []int{registryPid, 4000102, 4000103, 4000104}, os.Getpid())
-	for name, cmdline := range procs {
-		require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name, "cmdline"), []byte(cmdline), 0o444))
-	}
-	return dir
-}
-
 type testReloader struct {
 	*Reloader
-	client  *fake.Clientset
-	clock   *stepClock
-	signals []int
+	client *fake.Clientset
+	clock  *stepClock
+	events *events
+}
+
+// events records what the reloader reports.
+type events struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (e *events) Event(_ context.Context, warning bool, reason, message string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	kind := "Normal"
+	if warning {
+		kind = "Warning"
+	}
+	e.list = append(e.list, kind+" "+reason+": "+message)
+}
+
+func (e *events) take() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.list
+	e.list = nil
+	return out
 }
 
 // newReloader builds the sidecar as the chart runs it, on client, writing into a fresh TLSDir.
 func newReloader(t *testing.T, client *fake.Clientset, mutate ...func(*Reloader)) *testReloader {
 	t.Helper()
-	r := &testReloader{client: client, clock: &stepClock{t: testEpoch}}
+	r := &testReloader{client: client, clock: &stepClock{t: testEpoch}, events: &events{}}
 	r.Reloader = &Reloader{
 		Client: client, Namespace: testNS, RequestTimeout: time.Minute, Clock: r.clock,
-		Secret: testTLSSecret, Bundle: testBundle, DaemonSet: testAgentDS, TLSDir: t.TempDir(),
-		Addr: closedAddr(t), Process: "registry", Interval: 2 * time.Second, TrustWait: 5 * time.Minute,
-		Proc:   fakeProc(t, true),
-		Signal: func(pid int) error { r.signals = append(r.signals, pid); return nil },
+		Secret: testTLSSecret, Bundle: testBundle, DaemonSet: testAgentDS, Release: testRelease, TLSDir: t.TempDir(),
+		ClusterIP: netip.MustParseAddr("10.96.0.50"), Interval: 2 * time.Second, TrustWait: 5 * time.Minute,
+		Events: r.events,
 	}
 	for _, f := range mutate {
 		f(r.Reloader)
@@ -228,12 +247,7 @@ func wroteMsg(leaf *certs.Pair) string {
 
 func renewedMsg(leaf *certs.Pair) string {
 	return "wrote the renewed certificate (serial " + leaf.Cert.SerialNumber.String() + ", expires " +
-		leaf.Cert.NotAfter.Format(time.RFC3339) + ")"
-}
-
-func stoppedMsg(served, leaf *certs.Pair) string {
-	return "stopped registry (pid [" + strconv.Itoa(registryPid) + "]), which served serial " + served.Cert.SerialNumber.String() +
-		", so it starts again with serial " + leaf.Cert.SerialNumber.String()
+		leaf.Cert.NotAfter.Format(time.RFC3339) + "); the registry's liveness probe restarts it with the new files"
 }
 
 func TestTLSReloaderFirstStart(t *testing.T) {
@@ -264,7 +278,6 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, entries, 2, "no temporary file is left")
 		require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[bundle.Key], "the CA is published on the same pass")
-		require.Empty(t, r.signals, "nothing is served yet, nothing is stopped")
 
 		msg, err = r.Sync(context.Background())
 		require.NoError(t, err)
@@ -280,7 +293,6 @@ func TestTLSReloaderFirstStart(t *testing.T) {
 		require.Empty(t, msg)
 		require.True(t, r.Started())
 		require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[bundle.Key])
-		require.Empty(t, r.signals)
 	})
 
 	t.Run("a missing Secret should fail naming it and leave the sidecar unstarted", func(t *testing.T) {
@@ -385,65 +397,29 @@ func TestTLSReloaderRenewalFromTheSameCA(t *testing.T) {
 	ca := issueCA(t, "connected-registry CA")
 	old, renewed := issueLeaf(t, ca), issueLeaf(t, ca)
 	fp := bundle.Fingerprint(ca.CertPEM)
-	client := fake.NewClientset(tlsSecretOf(ca, old), agentDaemonSet(2),
-		bundleOf(ca.CertPEM, map[string]string{"worker-1": fp, "worker-2": fp}))
-	registry := serveTLS(t, old)
-	r := newReloader(t, client, func(o *Reloader) { o.Addr = registry.addr })
+	objs := append([]runtime.Object{tlsSecretOf(ca, old), agentDaemonSet(2), bundleOf(ca.CertPEM, nil)},
+		leasesOf(t, map[string]string{"worker-1": fp, "worker-2": fp})...)
+	r := newReloader(t, fake.NewClientset(objs...))
 
 	msg, err := r.Sync(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, wroteMsg(old), msg)
-
-	// The registry serves the pair written; a pass finds nothing to do.
 	msg, err = r.Sync(context.Background())
 	require.NoError(t, err)
-	require.Empty(t, msg)
-	require.Empty(t, r.signals, "the served certificate is the written one")
+	require.Empty(t, msg, "a pass with the same Secret does nothing")
 
 	// cert-manager renews the certificate; every node trusts its CA already.
 	r.setSecret(t, tlsSecretOf(ca, renewed))
 	msg, err = r.Sync(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, renewedMsg(renewed)+"; "+stoppedMsg(old, renewed), msg)
+	require.Equal(t, renewedMsg(renewed), msg)
 	crt, key := r.written(t)
 	require.Equal(t, string(renewed.CertPEM), crt)
 	require.Equal(t, string(renewed.KeyPEM), key)
-	require.Equal(t, []int{registryPid}, r.signals, "only the registry is stopped: not the reloader, not registry-ui, not this process")
-
-	// The registry restarts and still serves the old certificate for a moment: it is not stopped again at once.
-	r.clock.Advance(29 * time.Second)
 	msg, err = r.Sync(context.Background())
 	require.NoError(t, err)
-	require.Empty(t, msg)
-	require.Equal(t, []int{registryPid}, r.signals)
-
-	// Still the old certificate 30 seconds after the signal: the registry is stopped again.
-	r.clock.Advance(time.Second)
-	msg, err = r.Sync(context.Background())
-	require.NoError(t, err)
-	require.Equal(t, stoppedMsg(old, renewed), msg)
-	require.Equal(t, []int{registryPid, registryPid}, r.signals)
-
-	// It serves the renewed certificate: nothing more to do.
-	registry.serve(t, renewed)
-	r.clock.Advance(time.Minute)
-	msg, err = r.Sync(context.Background())
-	require.NoError(t, err)
-	require.Empty(t, msg)
-	require.Len(t, r.signals, 2)
-
-	// Two renewals ten seconds apart: the files of the second need a start of their own, restarting or not.
-	second, third := issueLeaf(t, ca), issueLeaf(t, ca)
-	r.setSecret(t, tlsSecretOf(ca, second))
-	msg, err = r.Sync(context.Background())
-	require.NoError(t, err)
-	require.Equal(t, renewedMsg(second)+"; "+stoppedMsg(renewed, second), msg)
-	r.clock.Advance(10 * time.Second)
-	r.setSecret(t, tlsSecretOf(ca, third))
-	msg, err = r.Sync(context.Background())
-	require.NoError(t, err)
-	require.Equal(t, renewedMsg(third)+"; "+stoppedMsg(renewed, third), msg)
-	require.Equal(t, []int{registryPid, registryPid, registryPid, registryPid}, r.signals)
+	require.Empty(t, msg, "written once")
+	require.Empty(t, r.events.take())
 }
 
 func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
@@ -475,13 +451,6 @@ func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
 			wantWait: waits + "0 of 2 nodes trust CA bundle " + newFP,
 		},
 		{
-			name:      "a published bundle that does not verify the new certificate should hold it back",
-			daemonSet: testAgentDS, objs: []runtime.Object{agentDaemonSet(2)},
-			acks:        map[string]string{"worker-1": oldFP, "worker-2": oldFP},
-			publishedCA: oldCA.CertPEM,
-			wantWait:    waits + "the published bundle does not verify it yet: x509: certificate signed by unknown authority",
-		},
-		{
 			name:      "a bundle every node acknowledged should let the new certificate through at once",
 			daemonSet: testAgentDS, objs: []runtime.Object{agentDaemonSet(2)},
 			acks: map[string]string{"worker-1": newFP, "worker-2": newFP},
@@ -500,7 +469,8 @@ func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			objs := append([]runtime.Object{tlsSecretOf(oldCA, oldLeaf), bundleOf(oldCA.CertPEM, tc.acks)}, tc.objs...)
+			objs := append([]runtime.Object{tlsSecretOf(oldCA, oldLeaf), bundleOf(oldCA.CertPEM, nil)}, tc.objs...)
+			objs = append(objs, leasesOf(t, tc.acks)...)
 			client := fake.NewClientset(objs...)
 			r := newReloader(t, client, func(o *Reloader) { o.DaemonSet = tc.daemonSet })
 			msg, err := r.Sync(context.Background())
@@ -527,11 +497,10 @@ func TestTLSReloaderWaitsForTheNodesToTrustANewCA(t *testing.T) {
 			}
 			msg, err = r.Sync(context.Background())
 			require.NoError(t, err)
-			require.Equal(t, renewedMsg(newLeaf), msg, "nothing serves at Addr: the registry starts with the files")
+			require.Equal(t, renewedMsg(newLeaf), msg)
 			crt, key := r.written(t)
 			require.Equal(t, string(newLeaf.CertPEM), crt)
 			require.Equal(t, string(newLeaf.KeyPEM), key)
-			require.Empty(t, r.signals)
 		})
 	}
 }
@@ -543,7 +512,8 @@ func TestTLSReloaderWaitsAfreshForEachNewCertificate(t *testing.T) {
 	oldCA, newCA, otherCA := issueCA(t, "old CA"), issueCA(t, "new CA"), issueCA(t, "other CA")
 	oldLeaf, newLeaf, otherLeaf := issueLeaf(t, oldCA), issueLeaf(t, newCA), issueLeaf(t, otherCA)
 	oldFP := bundle.Fingerprint(oldCA.CertPEM)
-	client := fake.NewClientset(tlsSecretOf(oldCA, oldLeaf), bundleOf(oldCA.CertPEM, map[string]string{"worker-1": oldFP, "worker-2": oldFP}), agentDaemonSet(2))
+	client := fake.NewClientset(append([]runtime.Object{tlsSecretOf(oldCA, oldLeaf), bundleOf(oldCA.CertPEM, nil), agentDaemonSet(2)},
+		leasesOf(t, map[string]string{"worker-1": oldFP, "worker-2": oldFP})...)...)
 	r := newReloader(t, client, func(o *Reloader) { o.DaemonSet = testAgentDS })
 	_, err := r.Sync(context.Background())
 	require.NoError(t, err)
@@ -622,92 +592,151 @@ func TestTLSReloaderRefusesABadSecret(t *testing.T) {
 				crt, key := r.written(t)
 				require.Equal(t, string(a.CertPEM), crt)
 				require.Equal(t, string(a.KeyPEM), key)
-				require.Empty(t, r.signals)
 			})
 		})
 	}
 }
 
-func TestTLSReloaderComparesWithWhatIsServed(t *testing.T) {
-	t.Parallel()
-	ca := issueCA(t, "connected-registry CA")
-	written, other := issueLeaf(t, ca), issueLeaf(t, ca)
-	tests := []struct {
-		name        string
-		served      *certs.Pair
-		noRegistry  bool
-		wantMsg     string
-		wantErr     string
-		wantSignals []int
-	}{
-		{
-			name:   "a registry serving the written certificate should not be stopped",
-			served: written,
-		},
-		{
-			name:        "a registry serving another certificate should be stopped",
-			served:      other,
-			wantMsg:     stoppedMsg(other, written),
-			wantSignals: []int{registryPid},
-		},
-		{
-			name:       "a registry serving another certificate outside the shared process namespace should be reported",
-			served:     other,
-			noRegistry: true,
-			wantErr:    `no "registry" process in the pod: the pod needs shareProcessNamespace: true`,
-		},
-		{
-			name: "a registry not serving yet should be left to start",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			r := newReloader(t, fake.NewClientset(tlsSecretOf(ca, written), bundleOf(nil, nil), agentDaemonSet(2)), func(o *Reloader) {
-				if tc.served != nil {
-					o.Addr = serveTLS(t, tc.served).addr
-				}
-				o.Proc = fakeProc(t, !tc.noRegistry)
-			})
-			_, err := r.Sync(context.Background())
-			require.NoError(t, err, "the first pass writes")
-			msg, err := r.Sync(context.Background())
-			if tc.wantErr != "" {
-				require.EqualError(t, err, tc.wantErr)
-			} else {
-				require.NoError(t, err)
-			}
-			require.Equal(t, tc.wantMsg, msg)
-			require.Equal(t, tc.wantSignals, r.signals)
-		})
-	}
-}
-
-// The reloader reads acknowledgements the agents wrote; a renewed certificate passes once the agent's patch is there.
+// The reloader reads the Leases the agents write, and the annotations of agents before the Leases: a renewed
+// certificate passes once every node acknowledged its CA one way or the other.
 func TestTLSReloaderReadsTheAgentsAcknowledgements(t *testing.T) {
 	t.Parallel()
 	oldCA, newCA := issueCA(t, "old CA"), issueCA(t, "new CA")
 	oldLeaf, newLeaf := issueLeaf(t, oldCA), issueLeaf(t, newCA)
-	node := "worker-" + strings.Repeat("long-", 15) // hashed annotation
-	client := fake.NewClientset(tlsSecretOf(oldCA, oldLeaf), bundleOf(nil, nil), agentDaemonSet(1))
+	newFP := bundle.Fingerprint(newCA.CertPEM)
+	long := "worker-" + strings.Repeat("long-", 60) // a hashed Lease name and annotation
+	// worker-1 was upgraded (a Lease); worker-2's agent is still the earlier one (an annotation).
+	client := fake.NewClientset(tlsSecretOf(oldCA, oldLeaf), bundleOf(nil, map[string]string{"worker-2": newFP}), agentDaemonSet(3))
 	r := newReloader(t, client)
 	_, err := r.Sync(context.Background())
 	require.NoError(t, err)
 	r.setSecret(t, tlsSecretOf(newCA, newLeaf))
 	_, err = r.Sync(context.Background())
-	require.EqualError(t, err, "renewed certificate (serial "+newLeaf.Cert.SerialNumber.String()+") waits: 0 of 1 nodes trust CA bundle "+bundle.Fingerprint(newCA.CertPEM))
+	require.EqualError(t, err, "renewed certificate (serial "+newLeaf.Cert.SerialNumber.String()+") waits: 1 of 3 nodes trust CA bundle "+newFP)
 
-	cm := bundle.ConfigMap{Client: client, Namespace: testNS, Name: testBundle}
-	require.NoError(t, cm.Ack(context.Background(), node, bundle.Fingerprint(newCA.CertPEM)))
-	require.Contains(t, r.bundle(t).Annotations, bundle.AckAnnotation(node))
+	acks := bundle.Acks{Client: client, Namespace: testNS, Release: testRelease}
+	require.NoError(t, acks.Ack(context.Background(), "worker-1", newFP))
+	_, err = r.Sync(context.Background())
+	require.ErrorContains(t, err, "2 of 3 nodes trust")
+	require.NoError(t, acks.Ack(context.Background(), long, newFP))
+	require.LessOrEqual(t, len(acks.Name(long)), 253)
 	msg, err := r.Sync(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, renewedMsg(newLeaf), msg)
-	var patches []string
-	for _, a := range client.Actions() {
-		if p, ok := a.(k8stesting.PatchAction); ok {
-			patches = append(patches, string(p.GetPatch()))
-		}
+
+	// A node's annotation and its Lease count once, the Lease deciding.
+	require.Equal(t, 1, bundle.Count(map[string]string{"worker-2": "other"}, map[string]string{bundle.AckAnnotation("worker-2"): newFP, bundle.AckAnnotation("worker-9"): newFP}, newFP)-0,
+		"worker-2's Lease (another bundle) wins over its annotation; worker-9's annotation counts")
+}
+
+// TestTLSReloaderRefusesACertificateThatCannotServeTheNodes: a certificate that is expired, not yet valid, lacks
+// the ClusterIP or does not chain to the published CA is never written, before the first start or after: the
+// registry keeps what it has, and an Event and the error name the reason, once.
+func TestTLSReloaderRefusesACertificateThatCannotServeTheNodes(t *testing.T) {
+	t.Parallel()
+	ca, foreign := issueCA(t, "connected-registry CA"), issueCA(t, "foreign CA")
+	good := issueLeaf(t, ca)
+	expired := issueLeafAt(t, ca, testEpoch.Add(-2*certs.DefaultLeafDuration), "10.96.0.50")
+	future := issueLeafAt(t, ca, testEpoch.Add(time.Hour), "10.96.0.50")
+	wrongIP := issueLeafAt(t, ca, testEpoch, "10.96.0.99")
+	foreignLeaf := issueLeaf(t, foreign)
+	tests := []struct {
+		name string
+		leaf *certs.Pair
+		want string
+	}{
+		{name: "an expired certificate should not be installed", leaf: expired,
+			want: "it expired on " + expired.Cert.NotAfter.UTC().Format(time.RFC3339)},
+		{name: "a certificate valid only in an hour should not be installed", leaf: future,
+			want: "it is not valid before " + future.Cert.NotBefore.UTC().Format(time.RFC3339)},
+		{name: "a certificate without the ClusterIP should not be installed", leaf: wrongIP,
+			want: "its subject alternative names (IP:10.96.0.99, DNS:cr-connected-registry) lack the ClusterIP 10.96.0.50 the nodes pull from"},
+		{name: "a certificate of another CA than the published one should not be installed", leaf: foreignLeaf,
+			want: "it does not chain to the CA in the Secret's ca.crt, which the nodes trust (x509: certificate signed by unknown authority"},
 	}
-	require.Equal(t, []string{`{"metadata":{"annotations":{"` + bundle.AckAnnotation(node) + `":"` + bundle.Fingerprint(newCA.CertPEM) + `"}}}`}, patches)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			bad := tlsSecretOf(ca, tc.leaf)
+
+			t.Run("before the first start", func(t *testing.T) {
+				t.Parallel()
+				r := newReloader(t, fake.NewClientset(bad, bundleOf(nil, nil)))
+				msg, refused := r.Sync(context.Background())
+				err := refused
+				require.ErrorContains(t, err, "secret cr-connected-registry-tls: the certificate (serial "+tc.leaf.Cert.SerialNumber.String()+") is not installed: "+tc.want)
+				require.ErrorContains(t, err, "the registry does not start until the Secret holds a certificate it can serve")
+				require.Empty(t, msg)
+				require.False(t, r.Started())
+				entries, err := os.ReadDir(r.TLSDir)
+				require.NoError(t, err)
+				require.Empty(t, entries)
+				got := r.events.take()
+				require.Len(t, got, 1)
+				require.Equal(t, "Warning "+ReasonRefused+": "+refused.Error(), got[0])
+				_, err = r.Sync(context.Background())
+				require.Error(t, err)
+				require.Empty(t, r.events.take(), "the same refusal is reported once")
+				require.Equal(t, string(ca.CertPEM), r.bundle(t).Data[bundle.Key], "the CA is published all the same")
+			})
+
+			t.Run("after the first start", func(t *testing.T) {
+				t.Parallel()
+				r := newReloader(t, fake.NewClientset(tlsSecretOf(ca, good), bundleOf(nil, nil)), func(o *Reloader) { o.DaemonSet = "" })
+				_, err := r.Sync(context.Background())
+				require.NoError(t, err)
+				r.setSecret(t, bad)
+				for range 2 {
+					r.clock.Advance(10 * time.Minute) // beyond TrustWait: a refusal never gives in
+					msg, err := r.Sync(context.Background())
+					require.ErrorContains(t, err, "is not installed: "+tc.want)
+					require.ErrorContains(t, err, "the registry keeps serving the certificate it has")
+					require.Empty(t, msg)
+					crt, key := r.written(t)
+					require.Equal(t, string(good.CertPEM), crt, "the registry keeps its certificate")
+					require.Equal(t, string(good.KeyPEM), key)
+				}
+				require.Len(t, r.events.take(), 1)
+
+				// Fixed in the Secret: written, and a later refusal is reported again.
+				r.setSecret(t, tlsSecretOf(ca, issueLeafAt(t, ca, r.clock.Now(), "10.96.0.50")))
+				msg, err := r.Sync(context.Background())
+				require.NoError(t, err)
+				require.Contains(t, msg, "wrote the renewed certificate")
+			})
+		})
+	}
+}
+
+// TestTLSReloaderStartsWithThePreviousCertificate: with the API server out of reach when the reloader starts,
+// a certificate already in the registry's volume (the sidecar restarted, the pod's volume kept) lets the
+// registry start; without one, nothing does.
+func TestTLSReloaderStartsWithThePreviousCertificate(t *testing.T) {
+	t.Parallel()
+	ca := issueCA(t, "connected-registry CA")
+	leaf := issueLeaf(t, ca)
+	down := func() *fake.Clientset {
+		client := fake.NewClientset()
+		client.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("dial tcp 10.96.0.1:443: connect: connection refused")
+		})
+		return client
+	}
+
+	r := newReloader(t, down())
+	_, err := r.Sync(context.Background())
+	require.ErrorContains(t, err, "connection refused")
+	require.False(t, r.Started(), "nothing on disk: the registry cannot start")
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tls.crt"), leaf.CertPEM, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tls.key"), leaf.KeyPEM, 0o600))
+	r = newReloader(t, down(), func(o *Reloader) { o.TLSDir = dir })
+	msg, err := r.Sync(context.Background())
+	require.ErrorContains(t, err, "reading Secret cr-connected-registry-tls: dial tcp 10.96.0.1:443: connect: connection refused")
+	require.True(t, r.Started(), "the registry starts with the certificate it had")
+	require.Equal(t, "the registry starts with the certificate already written (serial "+leaf.Cert.SerialNumber.String()+", expires "+
+		leaf.Cert.NotAfter.Format(time.RFC3339)+"), since the API server cannot be read", msg)
+	crt, _ := r.written(t)
+	require.Equal(t, string(leaf.CertPEM), crt)
 }

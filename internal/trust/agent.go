@@ -19,7 +19,7 @@ const requestTimeout = 10 * time.Second
 
 // Agent is the node agent of trust distribution, one per node (a DaemonSet): it keeps the node's certs.d entry
 // for the registry (ca.crt and hosts.toml) equal to the registry's CA bundle, acknowledges each bundle it
-// installed on the bundle ConfigMap, reports whether containerd will use the entry, and never restarts
+// installed in its node's Lease, reports whether containerd will use the entry, and never restarts
 // containerd. It leaves the entry on the node when it stops: a restarted or upgraded agent must not take trust
 // away; the chart's post-delete cleanup removes it (Cleanup).
 type Agent struct {
@@ -28,8 +28,10 @@ type Agent struct {
 	// NodeName is this pod's node, for reports and acknowledgements.
 	NodeName string
 	// Bundle is the trust bundle ConfigMap the registry pod publishes the CA to; the agent reads it through the
-	// API, so a new CA reaches the node in seconds. Nil reads CAFile instead and acknowledges nothing.
+	// API, so a new CA reaches the node in seconds. Nil reads CAFile instead.
 	Bundle *bundle.ConfigMap
+	// Acks receives the node's acknowledgement of each bundle it installed; nil acknowledges nothing.
+	Acks *bundle.Acks
 	// CAFile is the CA as a file, when Bundle is nil.
 	CAFile string
 	// ContainerdConfig and RegistriesYAML are read to tell whether containerd will use the entry; empty when not
@@ -44,8 +46,9 @@ type Agent struct {
 	// Log receives the state changes; nil discards them.
 	Log *slog.Logger
 
-	// acked is the fingerprint of the bundle last acknowledged on the ConfigMap.
-	acked string
+	// acked is the fingerprint the node's Lease acknowledges, as read at ackRead or last written.
+	acked   string
+	ackRead time.Time
 	// ready is the last state: trust in place and containerd uses it.
 	mu     sync.Mutex
 	ready  bool
@@ -105,17 +108,31 @@ func (a *Agent) Sync(ctx context.Context) string {
 	return a.setState(ctx, true, "TrustInPlace", fmt.Sprintf("%s/%s holds CA %s and containerd uses it: %s", e.HostDir, e.Host, fp, d.Reason))
 }
 
-// acknowledge records on the bundle ConfigMap that the node holds ca, once per bundle; a failure is retried on
-// the next pass.
+// ackRecheck is how often the agent reads its Lease again, so a Lease someone deleted is written again.
+const ackRecheck = time.Minute
+
+// acknowledge records in the node's Lease that the node holds ca, once per bundle; a failure is retried on the
+// next pass.
 func (a *Agent) acknowledge(ctx context.Context, ca []byte) {
-	fp := bundle.Fingerprint(ca)
-	if a.Bundle == nil || a.acked == fp {
+	if a.Acks == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	if err := a.Bundle.Ack(ctx, a.NodeName, fp); err != nil {
-		a.log().Warn("acknowledging the bundle", "configmap", a.Bundle.Name, "err", err)
+	if time.Since(a.ackRead) > ackRecheck {
+		acked, err := a.Acks.Get(ctx, a.NodeName)
+		if err != nil {
+			a.log().Warn("reading the node's acknowledgement", "lease", a.Acks.Name(a.NodeName), "err", err)
+			return
+		}
+		a.acked, a.ackRead = acked, time.Now()
+	}
+	fp := bundle.Fingerprint(ca)
+	if a.acked == fp {
+		return
+	}
+	if err := a.Acks.Ack(ctx, a.NodeName, fp); err != nil {
+		a.log().Warn("acknowledging the bundle", "lease", a.Acks.Name(a.NodeName), "err", err)
 		return
 	}
 	a.acked = fp
@@ -134,10 +151,7 @@ func (a *Agent) readCA(ctx context.Context) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	ca, acked, err := a.Bundle.Read(ctx, a.NodeName)
-	// The ConfigMap says what is acknowledged: a recreated one is acknowledged again.
-	a.acked = acked
-	return ca, err
+	return a.Bundle.Read(ctx)
 }
 
 func (a *Agent) setState(ctx context.Context, ready bool, reason, msg string) string {

@@ -90,6 +90,7 @@ func newAgent(t *testing.T, client *fake.Clientset, node string) *agent {
 			PreviousCAGrace: 24 * time.Hour, Now: c.Now},
 		NodeName:             node,
 		Bundle:               &bundle.ConfigMap{Client: client, Namespace: testNS, Name: testBundle},
+		Acks:                 &bundle.Acks{Client: client, Namespace: testNS, Release: "cr"},
 		ContainerdConfig:     a.config,
 		HostContainerdConfig: hostConfig,
 		Interval:             2 * time.Second,
@@ -134,16 +135,16 @@ func (a *agent) setBundle(t *testing.T, ca []byte) {
 	require.NoError(t, err)
 }
 
+// acks are the acknowledgement Leases, node -> fingerprint; the bundle ConfigMap holds none.
 func (a *agent) acks(t *testing.T) map[string]string {
 	t.Helper()
 	cm, err := a.client.CoreV1().ConfigMaps(testNS).Get(context.Background(), testBundle, metav1.GetOptions{})
 	require.NoError(t, err)
-	out := map[string]string{}
-	for k, v := range cm.Annotations {
-		if strings.HasPrefix(k, bundle.AckAnnotationPrefix) {
-			out[k] = v
-		}
+	for k := range cm.Annotations {
+		require.False(t, strings.HasPrefix(k, bundle.AckAnnotationPrefix), "the agent writes nothing into the bundle: %s", k)
 	}
+	out, err := (bundle.Acks{Client: a.client, Namespace: testNS, Release: "cr"}).List(context.Background())
+	require.NoError(t, err)
 	return out
 }
 
@@ -260,8 +261,8 @@ func TestTrustAgentReadiness(t *testing.T) {
 			require.Contains(t, string(hosts), `ca = "/etc/containerd/certs.d/10.96.0.50:443/ca.crt"`, "hosts.toml names the CA by its path on the node")
 			require.Equal(t, "node worker-1: wrote /etc/containerd/certs.d/10.96.0.50:443/ca.crt, /etc/containerd/certs.d/10.96.0.50:443/hosts.toml (CA "+fp+")", got[0].Message,
 				"the Event names the files by their paths on the node")
-			require.Equal(t, []string{"patch configmaps"}, writes(a.client))
-			require.Equal(t, map[string]string{bundle.AckAnnotationPrefix + agentNode: bundle.Fingerprint(ca)}, a.acks(t),
+			require.Equal(t, []string{"create leases"}, writes(a.client), "the agent writes its own Lease, never the bundle")
+			require.Equal(t, map[string]string{agentNode: bundle.Fingerprint(ca)}, a.acks(t),
 				"the agent acknowledges the bundle even when containerd ignores it: the CA is installed")
 		})
 	}
@@ -290,7 +291,7 @@ func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 	a.client.ClearActions()
 	a.sync(t)
 	require.Equal(t, []string{"TrustWritten", "ContainerdIgnoresTrust"}, reasons())
-	require.Equal(t, []string{"patch configmaps"}, writes(a.client))
+	require.Equal(t, []string{"create leases"}, writes(a.client))
 	a.client.ClearActions()
 	a.sync(t)
 	require.Empty(t, reasons())
@@ -312,8 +313,8 @@ func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 	state := a.sync(t)
 	require.Equal(t, []string{"TrustWritten", "TrustInPlace"}, reasons())
 	require.Contains(t, state, "holds CA "+trust.Fingerprint(next))
-	require.Equal(t, []string{"patch configmaps"}, writes(a.client))
-	require.Equal(t, map[string]string{bundle.AckAnnotationPrefix + agentNode: bundle.Fingerprint(next)}, a.acks(t))
+	require.Equal(t, []string{"update leases"}, writes(a.client))
+	require.Equal(t, map[string]string{agentNode: bundle.Fingerprint(next)}, a.acks(t))
 	onNode, err := os.ReadFile(filepath.Join(a.caFolder, "ca.crt"))
 	require.NoError(t, err)
 	require.Equal(t, string(next)+string(ca), string(onNode), "the replaced CA stays trusted for --previous-ca-grace")
@@ -333,28 +334,31 @@ func TestTrustAgentRetriesAFailedAcknowledgement(t *testing.T) {
 	ca := newCA(t, testEpoch, "connected-registry CA")
 	client := fake.NewClientset(bundleOf(ca))
 	failures := 1
-	client.PrependReactor("patch", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+	client.PrependReactor("create", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 		if failures == 0 {
 			return false, nil, nil
 		}
 		failures--
-		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, testBundle, errors.New("RBAC"))
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "x", errors.New("admission"))
 	})
-	// A node name too long for an annotation name as it is.
-	node := "worker-" + strings.Repeat("pool-a-", 10)
+	// A node name too long for a Lease name as it is.
+	node := "worker-" + strings.Repeat("pool-a-", 40)
 	a := newAgent(t, client, node)
 	a.setConfig(t, configOurPath)
 
 	a.sync(t)
-	require.Empty(t, a.acks(t), "the patch was refused")
+	require.Empty(t, a.acks(t), "the create was refused")
 	ready, _ := a.Ready()
 	require.True(t, ready, "readiness is about the node, not about the acknowledgement")
 
 	a.sync(t)
-	acks := a.acks(t)
-	require.Equal(t, map[string]string{bundle.AckAnnotation(node): bundle.Fingerprint(ca)}, acks, "the next pass acknowledges")
-	for k := range acks {
-		require.Empty(t, validation.IsQualifiedName(k), k)
-	}
-	require.Equal(t, []string{"patch configmaps", "patch configmaps"}, writes(a.client))
+	require.Equal(t, map[string]string{node: bundle.Fingerprint(ca)}, a.acks(t), "the next pass acknowledges")
+	name := (bundle.Acks{Release: "cr"}).Name(node)
+	require.Empty(t, validation.IsDNS1123Subdomain(name), name)
+	require.Equal(t, []string{"create leases", "create leases"}, writes(a.client))
+
+	// Someone deletes the Lease: the agent writes it again once it reads it again.
+	require.NoError(t, client.CoordinationV1().Leases(testNS).Delete(context.Background(), name, metav1.DeleteOptions{}))
+	a.sync(t)
+	require.Empty(t, a.acks(t), "read again only after a while")
 }

@@ -14,9 +14,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/connected-registry/connected-registry/internal/english"
+	"github.com/connected-registry/connected-registry/internal/trust/bundle"
 )
 
 const (
@@ -62,6 +66,36 @@ type Cleanup struct {
 	Poll time.Duration
 	// Secrets to delete, by name; a missing one is fine.
 	Secrets []string
+	// Objects to delete, as Kind/name: the hooks a failed install or upgrade leaves for kubectl logs (Job, with
+	// its pods), and their ServiceAccount, Role, RoleBinding, ClusterRole and ClusterRoleBinding. A missing one is
+	// fine.
+	Objects []string
+}
+
+// ObjectKinds are the kinds Objects may name.
+var ObjectKinds = []string{"Job", "Pod", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+// deleteObject deletes one object of Objects.
+func (c *Cleanup) deleteObject(ctx context.Context, kind, name string) error {
+	background := metav1.DeletePropagationBackground
+	opts := metav1.DeleteOptions{PropagationPolicy: &background}
+	switch kind {
+	case "Job":
+		return c.Client.BatchV1().Jobs(c.Namespace).Delete(ctx, name, opts)
+	case "Pod":
+		return c.Client.CoreV1().Pods(c.Namespace).Delete(ctx, name, opts)
+	case "ServiceAccount":
+		return c.Client.CoreV1().ServiceAccounts(c.Namespace).Delete(ctx, name, opts)
+	case "Role":
+		return c.Client.RbacV1().Roles(c.Namespace).Delete(ctx, name, opts)
+	case "RoleBinding":
+		return c.Client.RbacV1().RoleBindings(c.Namespace).Delete(ctx, name, opts)
+	case "ClusterRole":
+		return c.Client.RbacV1().ClusterRoles().Delete(ctx, name, opts)
+	case "ClusterRoleBinding":
+		return c.Client.RbacV1().ClusterRoleBindings().Delete(ctx, name, opts)
+	}
+	return fmt.Errorf("cannot delete a %s: the kinds are %s", kind, english.List(ObjectKinds))
 }
 
 // Run removes the node entries, then the Secrets, printing one line per node and per Secret.
@@ -69,11 +103,22 @@ func (c *Cleanup) Run(ctx context.Context, out io.Writer) error {
 	var failed []string
 	if c.Nodes {
 		nctx, cancel := context.WithTimeout(ctx, c.NodesTimeout)
-		failed = append(failed, c.cleanNodes(nctx, out)...)
+		failed = append(failed, c.cleanNodes(nctx, out, c.anyAck(nctx))...)
 		cancel()
 	}
 	ctx, cancel := context.WithTimeout(ctx, SecretsTimeout)
 	defer cancel()
+	if c.Nodes {
+		// The agents' acknowledgement Leases: the agents made them, so Helm does not own them.
+		_, release, _ := strings.Cut(c.Owner, "/")
+		n, err := bundle.Acks{Client: c.Client, Namespace: c.Namespace, Release: release}.Delete(ctx)
+		if err != nil {
+			fmt.Fprintf(out, "acknowledgement leases: %v\n", err)
+			failed = append(failed, "acknowledgement leases")
+		} else if n > 0 {
+			fmt.Fprintf(out, "acknowledgement leases: %d deleted\n", n)
+		}
+	}
 	for _, name := range c.Secrets {
 		err := c.Client.CoreV1().Secrets(c.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 		switch {
@@ -86,15 +131,42 @@ func (c *Cleanup) Run(ctx context.Context, out io.Writer) error {
 			fmt.Fprintf(out, "secret %s: deleted\n", name)
 		}
 	}
+	for _, o := range c.Objects {
+		kind, name, _ := strings.Cut(o, "/")
+		err := c.deleteObject(ctx, kind, name)
+		switch {
+		case apierrors.IsNotFound(err):
+			// The usual case: Helm deleted the hook when it succeeded.
+		case err != nil:
+			fmt.Fprintf(out, "%s: %v\n", o, err)
+			failed = append(failed, o)
+		default:
+			fmt.Fprintf(out, "%s: deleted (left by a failed hook: a failed install, upgrade or helm test)\n", o)
+		}
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%w: %s", ErrCleanupIncomplete, strings.Join(failed, ", "))
 	}
 	return nil
 }
 
+// anyAck tells whether any trust agent of the release acknowledged a bundle, that is, ran and wrote its entry. It
+// errs on the side of yes.
+func (c *Cleanup) anyAck(ctx context.Context) bool {
+	_, release, _ := strings.Cut(c.Owner, "/")
+	acks, err := bundle.Acks{Client: c.Client, Namespace: c.Namespace, Release: release}.List(ctx)
+	return err != nil || len(acks) > 0
+}
+
+// podSecurityRefused tells whether err is Pod Security admission refusing a pod.
+func podSecurityRefused(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "violates PodSecurity")
+}
+
 // cleanNodes runs trust-remove on every Ready node, whatever its labels today: a node labelled at install and
-// unlabelled since still holds the entry, and a node that never had one reports nothing to remove.
-func (c *Cleanup) cleanNodes(ctx context.Context, out io.Writer) []string {
+// unlabelled since still holds the entry, and a node that never had one reports nothing to remove. acked says whether
+// any agent of the release ever acknowledged a bundle.
+func (c *Cleanup) cleanNodes(ctx context.Context, out io.Writer, acked bool) []string {
 	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		fmt.Fprintf(out, "listing nodes: %v\n", err)
@@ -111,7 +183,18 @@ func (c *Cleanup) cleanNodes(ctx context.Context, out io.Writer) []string {
 		pod := c.removalPod(n.Name)
 		_ = c.Client.CoreV1().Pods(c.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
 		if _, err := c.createPod(ctx, pod); err != nil {
+			if podSecurityRefused(err) && !acked {
+				// The namespace's Pod Security level refused the trust agent just as it refuses this pod: no agent
+				// of the release ran, so there is nothing of it on the node.
+				fmt.Fprintf(out, "node %s: the namespace's Pod Security level refuses the removal pod, and no trust agent of %s ever "+
+					"acknowledged a bundle (the same level refused them), so none wrote an entry: nothing to remove\n", n.Name, c.Owner)
+				continue
+			}
 			fmt.Fprintf(out, "node %s: creating pod %s: %v\n", n.Name, pod.Name, err)
+			if podSecurityRefused(err) {
+				fmt.Fprintf(out, "node %s: label namespace %s pod-security.kubernetes.io/enforce=privileged and uninstall again, or remove %s/%s on it by hand\n",
+					n.Name, c.Namespace, c.HostCertsDir, c.Host)
+			}
 			failed = append(failed, "node "+n.Name)
 			continue
 		}
@@ -195,6 +278,16 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
+// RemovalResources are the requests and limits of each per-node removal pod: without them, a namespace with a
+// ResourceQuota on CPU or memory and no LimitRange refuses the pods, and the node entries stay. trust-remove reads
+// a directory and deletes a few files.
+var RemovalResources = corev1.ResourceRequirements{
+	Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi"),
+		corev1.ResourceEphemeralStorage: resource.MustParse("1Mi")},
+	Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi"),
+		corev1.ResourceEphemeralStorage: resource.MustParse("16Mi")},
+}
+
 // removalPod runs `trust-remove` on one node with the same narrow host mount as the agent: root on the host's
 // certs.d only, no capabilities, read-only root filesystem, no API token.
 func (c *Cleanup) removalPod(node string) *corev1.Pod {
@@ -227,6 +320,8 @@ func (c *Cleanup) removalPod(node string) *corev1.Pod {
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 				},
 				VolumeMounts: []corev1.VolumeMount{{Name: "certs-d", MountPath: removalCertsDir}},
+				// A namespace with a ResourceQuota on CPU or memory and no LimitRange admits only pods that set them.
+				Resources: RemovalResources,
 			}},
 			Volumes: []corev1.Volume{{Name: "certs-d", VolumeSource: corev1.VolumeSource{
 				HostPath: &corev1.HostPathVolumeSource{Path: c.HostCertsDir, Type: &dirOrCreate}}}},
@@ -234,21 +329,43 @@ func (c *Cleanup) removalPod(node string) *corev1.Pod {
 	}
 }
 
-// Remove removes the entry e from this node (the trust-remove command, which Cleanup's pods run) and says in one
-// line what it removed and what it left.
+// Remove removes from this node every entry of e.Owner under e.Dir (the trust-remove command, which Cleanup's
+// pods run): the one for e.Host, if given, and any other the release's agent wrote there, since a release may
+// have served another address than the one its last values name (an upgrade to a new address that failed). It
+// says in one line what it removed and what it left. Entries of other owners are left alone, and finding nothing
+// of the owner's is no error.
 func Remove(e *Entry, node string) (string, error) {
-	removed, left, err := e.Remove()
+	hosts, err := OwnedHosts(e.Dir, e.Owner)
+	if err != nil {
+		return fmt.Sprintf("node %s: reading %s failed: %v", node, e.HostDir, err), err
+	}
+	if e.Host != "" && !slices.Contains(hosts, e.Host) {
+		hosts = append([]string{e.Host}, hosts...)
+	}
+	var removed, left, from []string
+	for _, h := range hosts {
+		entry := *e
+		entry.Host = h
+		r, l, err := entry.Remove()
+		removed, left = append(removed, r...), append(left, l...)
+		if err != nil {
+			return fmt.Sprintf("node %s: removing %s/%s failed: %v", node, e.HostDir, h, err), err
+		}
+		if len(r) > 0 {
+			from = append(from, e.HostDir+"/"+h)
+		}
+	}
 	var msg bytes.Buffer
-	switch {
-	case err != nil:
-		fmt.Fprintf(&msg, "node %s: removing %s/%s failed: %v", node, e.HostDir, e.Host, err)
-	case len(removed) == 0:
-		fmt.Fprintf(&msg, "node %s: nothing of %s under %s/%s", node, e.Owner, e.HostDir, e.Host)
-	default:
-		fmt.Fprintf(&msg, "node %s: removed %d paths of %s under %s/%s", node, len(removed), e.Owner, e.HostDir, e.Host)
+	if len(removed) == 0 {
+		fmt.Fprintf(&msg, "node %s: nothing of %s under %s", node, e.Owner, e.HostDir)
+	} else {
+		fmt.Fprintf(&msg, "node %s: removed %d paths of %s under %s", node, len(removed), e.Owner, english.List(from))
 	}
 	if len(left) > 0 {
+		for i, l := range left {
+			left[i] = strings.Replace(l, e.Dir, e.HostDir, 1)
+		}
 		fmt.Fprintf(&msg, "; left %s", strings.Join(left, ", "))
 	}
-	return msg.String(), err
+	return msg.String(), nil
 }

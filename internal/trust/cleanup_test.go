@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -91,8 +94,12 @@ func podName(node string) string {
 
 func TestCleanupRemovesTheTrustEntryOnEveryReadyNode(t *testing.T) {
 	t.Parallel()
+	ackLabels := map[string]string{"app.kubernetes.io/instance": "cr", "app.kubernetes.io/component": "trust-ack"}
+	otherLabels := map[string]string{"app.kubernetes.io/instance": "other", "app.kubernetes.io/component": "trust-ack"}
 	client := fake.NewClientset(node("worker-1", corev1.ConditionTrue), node("worker-2", corev1.ConditionFalse),
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tlsSecret, Namespace: namespace}})
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tlsSecret, Namespace: namespace}},
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "cr-trust-ack-worker-1", Namespace: namespace, Labels: ackLabels}},
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "other-trust-ack-worker-1", Namespace: namespace, Labels: otherLabels}})
 	k := runPods(client, corev1.PodSucceeded)
 	o := newCleanup(client)
 	var out bytes.Buffer
@@ -102,6 +109,7 @@ func TestCleanupRemovesTheTrustEntryOnEveryReadyNode(t *testing.T) {
 	require.EqualError(t, err, "cleanup incomplete: node worker-2")
 	require.Equal(t, `node worker-2: not Ready, skipped: remove /etc/containerd/certs.d/10.96.0.50:443 on it by hand when it returns
 node worker-1: removed 3 paths of connected-registry/cr under /etc/containerd/certs.d/10.96.0.50:443
+acknowledgement leases: 1 deleted
 secret cr-connected-registry-tls: deleted
 secret cr-connected-registry-tls-ca: already gone
 `, out.String())
@@ -135,6 +143,12 @@ secret cr-connected-registry-tls-ca: already gone
 	require.True(t, *sc.ReadOnlyRootFilesystem)
 	require.Equal(t, &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, sc.Capabilities)
 	require.Nil(t, sc.Privileged)
+	require.Equal(t, "10m", c.Resources.Requests.Cpu().String(), "a namespace's ResourceQuota without a LimitRange admits the pod")
+	require.Equal(t, "16Mi", c.Resources.Requests.Memory().String())
+	require.Equal(t, "64Mi", c.Resources.Limits.Memory().String())
+	require.Equal(t, "100m", c.Resources.Limits.Cpu().String())
+	_, err = client.CoordinationV1().Leases(namespace).Get(context.Background(), "other-trust-ack-worker-1", metav1.GetOptions{})
+	require.NoError(t, err, "another release's acknowledgements stay")
 
 	_, err = client.CoreV1().Pods(namespace).Get(context.Background(), p.Name, metav1.GetOptions{})
 	require.True(t, apierrors.IsNotFound(err), "the pod is deleted afterwards: %v", err)
@@ -146,7 +160,7 @@ secret cr-connected-registry-tls-ca: already gone
 			deleted = append(deleted, a.GetResource().Resource+" "+d.GetName())
 		}
 	}
-	require.Equal(t, []string{"pods " + p.Name, "pods " + p.Name, "secrets " + tlsSecret, "secrets " + caSecret}, deleted,
+	require.Equal(t, []string{"pods " + p.Name, "pods " + p.Name, "leases cr-trust-ack-worker-1", "secrets " + tlsSecret, "secrets " + caSecret}, deleted,
 		"a leftover pod of an earlier run is deleted before the create, the finished one after")
 }
 
@@ -254,3 +268,73 @@ func cleanupCalls(client *fake.Clientset) []string {
 	}
 	return out
 }
+
+// A failed install keeps its preflight Job (and pod), the Job's RBAC and, if Helm was stopped before the Job ran,
+// the input Secret holding tls.key: the uninstall's cleanup deletes them, and what Helm already deleted is no error.
+func TestCleanupDeletesTheHooksAFailedInstallLeft(t *testing.T) {
+	t.Parallel()
+	const preflight = "cr-connected-registry-preflight"
+	client := fake.NewClientset(
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: preflight, Namespace: namespace}},
+		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: preflight, Namespace: namespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: preflight, Namespace: namespace}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: namespace + "-" + preflight}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "cr-connected-registry-pull-check", Namespace: namespace}},
+	)
+	o := newCleanup(client, func(o *trust.Cleanup) {
+		o.Nodes, o.Secrets = false, []string{preflight}
+		o.Objects = []string{"Job/" + preflight, "ServiceAccount/" + preflight, "Role/" + preflight, "RoleBinding/" + preflight,
+			"ClusterRole/" + namespace + "-" + preflight, "ClusterRoleBinding/" + namespace + "-" + preflight,
+			"Pod/cr-connected-registry-pull-check"}
+	})
+	var out bytes.Buffer
+	require.NoError(t, o.Run(context.Background(), &out))
+	require.Equal(t, `secret cr-connected-registry-preflight: deleted
+Job/cr-connected-registry-preflight: deleted (left by a failed hook: a failed install, upgrade or helm test)
+ServiceAccount/cr-connected-registry-preflight: deleted (left by a failed hook: a failed install, upgrade or helm test)
+ClusterRole/connected-registry-cr-connected-registry-preflight: deleted (left by a failed hook: a failed install, upgrade or helm test)
+Pod/cr-connected-registry-pull-check: deleted (left by a failed hook: a failed install, upgrade or helm test)
+`, out.String())
+	_, err := client.BatchV1().Jobs(namespace).Get(context.Background(), preflight, metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err))
+	for _, a := range client.Actions() {
+		if d, ok := a.(k8stesting.DeleteAction); ok && a.GetResource().Resource == "jobs" {
+			require.NotNil(t, d.GetDeleteOptions().PropagationPolicy, "the Job's pods go with it")
+			require.Equal(t, metav1.DeletePropagationBackground, *d.GetDeleteOptions().PropagationPolicy)
+		}
+	}
+}
+
+// A namespace enforcing restricted refused the trust agents, and refuses the removal pods too: with no
+// acknowledgement Lease of the release, no agent ever wrote, and the cleanup succeeds; with one, it fails naming
+// the fix.
+func TestCleanupInANamespaceThatRefusesTheRemovalPods(t *testing.T) {
+	t.Parallel()
+	refuse := func(client *fake.Clientset) {
+		client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(a.GetResource().GroupResource(), "x",
+				errors.New(`violates PodSecurity "restricted:latest": restricted volume types (volume "certs-d" uses restricted volume type "hostPath")`))
+		})
+	}
+	t.Run("no agent ever acknowledged should succeed", func(t *testing.T) {
+		t.Parallel()
+		client := fake.NewClientset(node("worker-1", corev1.ConditionTrue))
+		refuse(client)
+		var out bytes.Buffer
+		require.NoError(t, newCleanup(client, func(o *trust.Cleanup) { o.Secrets = nil }).Run(context.Background(), &out))
+		require.Contains(t, out.String(), "node worker-1: the namespace's Pod Security level refuses the removal pod, and no trust agent of connected-registry/cr ever acknowledged a bundle")
+	})
+	t.Run("an agent that acknowledged should fail naming the fix", func(t *testing.T) {
+		t.Parallel()
+		client := fake.NewClientset(node("worker-1", corev1.ConditionTrue), &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+			Name: "cr-trust-ack-worker-1", Namespace: namespace, Labels: map[string]string{"app.kubernetes.io/instance": "cr", "app.kubernetes.io/component": "trust-ack"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("worker-1")}})
+		refuse(client)
+		var out bytes.Buffer
+		err := newCleanup(client, func(o *trust.Cleanup) { o.Secrets = nil }).Run(context.Background(), &out)
+		require.EqualError(t, err, "cleanup incomplete: node worker-1")
+		require.Contains(t, out.String(), "node worker-1: label namespace connected-registry pod-security.kubernetes.io/enforce=privileged and uninstall again, or remove /etc/containerd/certs.d/10.96.0.50:443 on it by hand")
+	})
+}
+
+func ptr[T any](v T) *T { return &v }

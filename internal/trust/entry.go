@@ -10,9 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +36,45 @@ const maxCABundle = 64 << 10
 
 // ErrForeign is returned when the host directory holds files the agent did not write.
 var ErrForeign = errors.New("not written by connected-registry")
+
+// ErrBadHost is returned for a registry host that is not a host name or IP address with a port.
+var ErrBadHost = errors.New("not a host:port")
+
+// ErrSymlink is returned when the host directory or the marker is a symbolic link: the agent writes and removes
+// only in a directory of its own, never through a link someone planted.
+var ErrSymlink = errors.New("is a symbolic link")
+
+// ValidHost checks that host is what a certs.d entry may be named after: a DNS name, an IPv4 address or a
+// bracketed IPv6 address, then a port; nothing that could name a path (no separator, no "..").
+func ValidHost(host string) error {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil || h == "" || port == "" {
+		return fmt.Errorf("%q is %w (like 10.96.0.50:443)", host, ErrBadHost)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return fmt.Errorf("%q is %w: the port %q is not a number from 1 to 65535", host, ErrBadHost, port)
+	}
+	if strings.ContainsAny(host, "/\\") || strings.Contains(host, "..") {
+		return fmt.Errorf("%q is %w: it holds a path separator or \"..\"", host, ErrBadHost)
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Zone() != "" || a.Is6() != strings.HasPrefix(host, "[") {
+			return fmt.Errorf("%q is %w: write an IPv6 address in brackets, without a zone", host, ErrBadHost)
+		}
+		return nil
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("%q is %w: the host name is longer than 253 characters", host, ErrBadHost)
+	}
+	for _, label := range strings.Split(h, ".") {
+		if !dnsLabel.MatchString(label) {
+			return fmt.Errorf("%q is %w: %q is not a DNS label", host, ErrBadHost, label)
+		}
+	}
+	return nil
+}
+
+var dnsLabel = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Entry is the certs.d/<Host> directory of one registry host.
 type Entry struct {
@@ -109,8 +152,14 @@ func (e *Entry) Installed(caPEM []byte) bool {
 // Install writes ca.crt (the CAs of caPEM, plus CAs that left it less than PreviousCAGrace ago) and hosts.toml,
 // each atomically and only when its content differs. It reports the files it changed.
 func (e *Entry) Install(caPEM []byte) ([]string, error) {
+	if err := ValidHost(e.Host); err != nil {
+		return nil, err
+	}
 	certs, err := parseBundle(caPEM)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.checkDir(); err != nil {
 		return nil, err
 	}
 	m, err := e.readMarker()
@@ -123,8 +172,8 @@ func (e *Entry) Install(caPEM []byte) ([]string, error) {
 			return nil, err
 		}
 		m = &marker{Owner: e.Owner, Files: map[string]string{}}
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(dir, 0o755); err != nil {
 				return nil, fmt.Errorf("creating %s: %w", dir, err)
 			}
 			m.CreatedDir = true
@@ -186,13 +235,25 @@ func (e *Entry) Install(caPEM []byte) ([]string, error) {
 
 // Remove deletes what the marker names, when its content is still what the agent wrote, then the marker, then
 // the host directory if the agent created it and it is empty. It reports what it removed and what it left.
+// An entry of another owner, or one behind a symbolic link, is not this owner's: it is left, and reported as left.
 func (e *Entry) Remove() (removed, left []string, err error) {
+	if err := ValidHost(e.Host); err != nil {
+		return nil, nil, err
+	}
+	if err := e.checkDir(); errors.Is(err, ErrSymlink) {
+		return nil, []string{e.dir() + " (a symbolic link, not written by connected-registry)"}, nil
+	} else if err != nil {
+		return nil, nil, err
+	}
 	m, err := e.readMarker()
+	if errors.Is(err, ErrSymlink) {
+		return nil, []string{e.dir() + " (its marker is a symbolic link, not written by connected-registry)"}, nil
+	}
 	if err != nil || m == nil {
 		return nil, nil, err
 	}
 	if m.Owner != e.Owner {
-		return nil, nil, fmt.Errorf("%s belongs to %s, not %s: left alone", e.dir(), m.Owner, e.Owner)
+		return nil, []string{fmt.Sprintf("%s (belongs to %s)", e.dir(), m.Owner)}, nil
 	}
 	dir := e.dir()
 	names := make([]string, 0, len(m.Files))
@@ -234,6 +295,49 @@ func (e *Entry) Remove() (removed, left []string, err error) {
 	return removed, left, nil
 }
 
+// OwnedHosts lists the hosts whose entry under dir has a marker naming owner: what the agent of that release
+// wrote on this node, whatever address the release's values name today. Links, files, damaged markers and entries
+// of other owners are not listed.
+func OwnedHosts(dir, owner string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, de := range entries {
+		if !de.IsDir() || ValidHost(de.Name()) != nil {
+			continue
+		}
+		if m, err := readMarker(filepath.Join(dir, de.Name())); err == nil && m != nil && m.Owner == owner {
+			hosts = append(hosts, de.Name())
+		}
+	}
+	return hosts, nil
+}
+
+// checkDir refuses a host directory that is a symbolic link (or not a directory): writing through it would
+// configure another registry host, or write outside certs.d. A missing directory is fine.
+func (e *Entry) checkDir() error {
+	fi, err := os.Lstat(e.dir())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, _ := os.Readlink(e.dir())
+		return fmt.Errorf("%s %w (to %s), which the trust agent never writes through: remove the link, or set "+
+			"trustDistribution.enabled=false if another tool configures %s on this node", e.dir(), ErrSymlink, target, e.Host)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is a file, not a directory: remove it, or set trustDistribution.enabled=false if another "+
+			"tool configures %s on this node", e.dir(), e.Host)
+	}
+	return nil
+}
+
 // checkForeign refuses a host directory that already holds a ca.crt or hosts.toml nobody marked as ours.
 func (e *Entry) checkForeign() error {
 	var found []string
@@ -250,7 +354,17 @@ func (e *Entry) checkForeign() error {
 }
 
 func (e *Entry) readMarker() (*marker, error) {
-	b, err := os.ReadFile(filepath.Join(e.dir(), MarkerFile))
+	return readMarker(e.dir())
+}
+
+// readMarker reads the marker of the host directory dir; nil when there is none. A marker that is a symbolic
+// link is refused (ErrSymlink).
+func readMarker(dir string) (*marker, error) {
+	path := filepath.Join(dir, MarkerFile)
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("%s %w", path, ErrSymlink)
+	}
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -259,7 +373,7 @@ func (e *Entry) readMarker() (*marker, error) {
 	}
 	var m marker
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s is damaged (%w): remove the directory %s by hand", filepath.Join(e.dir(), MarkerFile), err, e.dir())
+		return nil, fmt.Errorf("%s is damaged (%w): remove the directory %s by hand", path, err, dir)
 	}
 	if m.Files == nil {
 		m.Files = map[string]string{}

@@ -27,12 +27,15 @@ type EventSink interface {
 
 // PodEvents records core/v1 Events about the agent's pod, naming its node, in the release namespace:
 // `kubectl get events -n <namespace>` and `kubectl describe pod` show them. (An Event about the Node itself would
-// have to live in the default namespace, outside the release's.)
+// have to live in the default namespace, outside the release's.) The tls-reloader records its Events about the
+// registry pod the same way.
 type PodEvents struct {
 	Client    kubernetes.Interface
 	Namespace string
 	// Node, Pod and UID name the agent's node and pod.
 	Node, Pod, UID string
+	// Component reports the Events; empty is the trust agent.
+	Component string
 	// Clock stamps the Events; nil is the real time.
 	Clock clock.Clock
 	// Log receives the Events that could not be recorded; nil discards them.
@@ -46,18 +49,26 @@ func (p *PodEvents) Event(ctx context.Context, warning bool, reason, message str
 		typ = corev1.EventTypeWarning
 	}
 	now := metav1.NewTime(clock.Or(p.Clock).Now())
+	component := p.Component
+	if component == "" {
+		component = "trust-agent"
+	}
+	instance := p.Node
+	if instance == "" {
+		instance = p.Pod
+	}
 	ev := &corev1.Event{
-		ObjectMeta:          metav1.ObjectMeta{GenerateName: "connected-registry-trust.", Namespace: p.Namespace},
+		ObjectMeta:          metav1.ObjectMeta{GenerateName: "connected-registry-" + component + ".", Namespace: p.Namespace},
 		InvolvedObject:      corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: p.Namespace, Name: p.Pod, UID: types.UID(p.UID)},
 		Reason:              reason,
 		Message:             truncate(message, maxEventMessage),
 		Type:                typ,
-		Source:              corev1.EventSource{Component: "connected-registry-trust-agent", Host: p.Node},
+		Source:              corev1.EventSource{Component: "connected-registry-" + component, Host: p.Node},
 		FirstTimestamp:      now,
 		LastTimestamp:       now,
 		Count:               1,
-		ReportingController: "connected-registry.io/trust-agent",
-		ReportingInstance:   p.Node,
+		ReportingController: "connected-registry.io/" + component,
+		ReportingInstance:   instance,
 	}
 	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()

@@ -17,7 +17,25 @@ Where a rule lives:
 {{- $cm := index $v "cert-manager" | default dict }}
 {{- $td := $v.trustDistribution | default dict }}
 
-{{- /* Typographic quotes copied from a document: checked first, since they break every other check. Keys whose
+{{- /* Sizes first: megabytes pasted by mistake would otherwise fail on Kubernetes' own 1 MiB limit of the preflight's
+Secret, with a message that names neither the value nor a cap, after the hooks' RBAC already exists. The caps match
+the preflight's (internal/tlscheck: a 16k-bit RSA key; a chain of 10 large certificates), base64-encoded. */}}
+{{- $caps := dict
+  "connectionString" (list $v.connectionString 4096 "a connection string is a few hundred characters: copy the output of `az acr connected-registry get-settings` again")
+  "tls.crt" (list $tls.crt 90000 "give only the serving certificate and its intermediates, base64-encoded once")
+  "tls.key" (list $tls.key 18000 "give only the serving certificate's private key, base64-encoded once")
+  "tls.cacrt" (list $tls.cacrt 90000 "give only the CA that issued the serving certificate, base64-encoded once")
+  "registry.parent.caBundle" (list $v.registry.parent.caBundle 262144 "give only the CAs the parent's certificate chains to")
+  "Azure.proxySettings.proxyCert" (list (($v.Azure | default dict).proxySettings | default dict).proxyCert 262144 "give only the proxy's CA certificate") }}
+{{- range $key := keys $caps | sortAlpha }}
+{{- $c := get $caps $key }}
+{{- $n := len (toString (index $c 0 | default "")) }}
+{{- if gt $n (index $c 1) }}
+{{- fail (printf "%s is %d characters, more than the %d the chart accepts: %s" $key $n (index $c 1) (index $c 2)) }}
+{{- end }}
+{{- end }}
+
+{{- /* Typographic quotes copied from a document: checked next, since they break every other check. Keys whose
 schema pattern or format admits no quote (service.clusterIP, pvc.storageRequest) never get here with one. */}}
 {{- $quoted := dict
   "connectionString" $v.connectionString
@@ -106,6 +124,20 @@ empty offline (helm template), where the preflight hook checks the same on a liv
 {{- if and (or $tls.secret $tls.crt $tls.key $tls.cacrt) $cm.enabled }}
 {{- $key := ternary "tls.secret" "tls.crt" (not (empty $tls.secret)) }}
 {{- fail (printf "%s and cert-manager.enabled=true both choose the registry certificate: set cert-manager.enabled=false (and cert-manager.install=false) to use your own certificate, or remove %s to let cert-manager issue one" $key $key) }}
+{{- end }}
+{{- /* tls.secret names a Secret of the release namespace, which a pod can mount. When it is not there but another
+namespace has one of that name, say so. lookup runs with the installing user's own credentials and is empty
+offline (helm template); the other namespaces are read only when the Secret is missing. */}}
+{{- if and $tls.secret (not (lookup "v1" "Secret" $root.Release.Namespace (toString $tls.secret))) }}
+{{- $found := list }}
+{{- range (lookup "v1" "Namespace" "" "").items | default list }}
+{{- if and (ne .metadata.name $root.Release.Namespace) (lookup "v1" "Secret" .metadata.name (toString $tls.secret)) }}
+{{- $found = append $found .metadata.name }}
+{{- end }}
+{{- end }}
+{{- with $found }}
+{{- fail (printf "tls.secret names Secret %s, which is not in the release namespace %s but exists in namespace %s: a pod mounts only Secrets of its own namespace, so copy it into %s (kubectl get secret %s -n %s -o yaml, without its namespace and uid, then kubectl apply -n %s), or install the release into %s" $tls.secret $root.Release.Namespace (join ", " .) $root.Release.Namespace $tls.secret (first .) $root.Release.Namespace (first .)) }}
+{{- end }}
 {{- end }}
 {{- if and $tls.crt (not $tls.key) }}
 {{- fail "tls.crt is set without tls.key: give the certificate's private key as base64 of its PEM in tls.key" }}

@@ -86,8 +86,13 @@ func commands() []command {
 		},
 		{
 			name:    "tls-reloader",
-			summary: "next to the registry: publish its CA to the trust bundle, and restart it on a renewed certificate once the nodes trust its CA",
+			summary: "next to the registry: publish its CA to the trust bundle, and write its certificate, a renewed one once the nodes trust its CA",
 			new:     func(_ Streams, c *Common) Options { return &TLSReloaderOptions{KubeOptions: KubeOptions{Common: c}} },
+		},
+		{
+			name:    RegistryProbeCommand,
+			summary: "the registry container's liveness probe: fail when the registry serves an older certificate than its files hold, or has not answered for --hang-after",
+			new:     func(Streams, *Common) Options { return &RegistryProbeOptions{} },
 		},
 		{
 			name:    "trust-remove",
@@ -101,7 +106,7 @@ func commands() []command {
 		},
 		{
 			name:    "install-credential-helper",
-			summary: "copy this binary to --dest, where the registry runs it as its Docker credential helper",
+			summary: "copy this binary to --dest, where the registry runs it as its Docker credential helper (and, through --link, as its liveness probe)",
 			new:     func(Streams, *Common) Options { return &InstallCredentialHelperOptions{} },
 		},
 		{

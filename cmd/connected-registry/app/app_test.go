@@ -235,7 +235,7 @@ func TestInstallCredentialHelperCommandLine(t *testing.T) {
 		{
 			name:    "--help should list the commands",
 			args:    []string{"connected-registry", "--help"},
-			wantOut: "  install-credential-helper   copy this binary to --dest, where the registry runs it as its Docker credential helper\n",
+			wantOut: "  install-credential-helper   copy this binary to --dest, where the registry runs it as its Docker credential helper (and, through --link, as its liveness probe)\n",
 			wantErr: "flag: help requested",
 		},
 		{

@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/connected-registry/connected-registry/internal/english"
 	"github.com/connected-registry/connected-registry/internal/trust"
 )
 
@@ -18,6 +20,8 @@ type CleanupOptions struct {
 	NodeTrustOptions
 	// Secrets to delete, by name; a missing one is fine.
 	Secrets []string
+	// Objects to delete, Kind/name items (trust.ObjectKinds); a missing one is fine.
+	Objects []string
 	// Image of the per-node pods: this binary's image; empty takes the image of this pod's container.
 	Image string
 	// PodName and Container name this pod and its container, whose image the per-node pods run when Image is empty.
@@ -42,6 +46,8 @@ func (o *CleanupOptions) AddFlags(fs *FlagSet) {
 	const p = "CONNECTED_REGISTRY_CLEANUP_"
 	fs.BoolVar(&o.Nodes, "nodes", p+"NODES", true, "remove the trust entry from every node")
 	fs.ListVar(&o.Secrets, "secret", p+"SECRETS", nil, "Secrets to delete, comma-separated (certgen's and cert-manager's, never the user's)")
+	fs.ListVar(&o.Objects, "delete", p+"DELETE", nil,
+		"hook objects a failed install or upgrade left, Kind/name items, comma-separated; the kinds are "+english.List(trust.ObjectKinds))
 	fs.StringVar(&o.Image, "image", p+"IMAGE", "", "image of the per-node removal pods; empty: the image of this pod's container (--pod-name, --container)")
 	fs.StringVar(&o.PodName, "pod-name", "POD_NAME", "", "this pod's name, to run the per-node pods from its image when --image is empty")
 	fs.StringVar(&o.Container, "container", p+"CONTAINER", "cleanup", "this pod's container whose image the per-node pods run when --image is empty")
@@ -54,11 +60,17 @@ func (o *CleanupOptions) AddFlags(fs *FlagSet) {
 // Complete checks the flags and builds the API client.
 func (o *CleanupOptions) Complete() error {
 	if o.Nodes {
-		if err := o.NodeTrustOptions.complete(); err != nil {
+		if err := o.NodeTrustOptions.complete(false); err != nil {
 			return err
 		}
 		if o.Image == "" && o.PodName == "" {
 			return usageErrorf("give --image or --pod-name (POD_NAME) with --nodes: the per-node pods run this binary's image")
+		}
+	}
+	for _, obj := range o.Objects {
+		kind, name, ok := strings.Cut(obj, "/")
+		if !ok || name == "" || !slices.Contains(trust.ObjectKinds, kind) {
+			return usageErrorf("--delete item %q is not Kind/name with a kind of %s", obj, english.List(trust.ObjectKinds))
 		}
 	}
 	o.labels = map[string]string{}
@@ -89,7 +101,7 @@ func (o *CleanupOptions) Run(ctx context.Context, out io.Writer) error {
 		Client: o.Client, Namespace: o.Namespace, Nodes: o.Nodes,
 		HostCertsDir: o.HostCertsDir, Host: o.Host, Owner: o.Owner,
 		Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy), PodPrefix: o.PodPrefix, Labels: o.labels,
-		NodesTimeout: o.Timeout, Poll: o.Poll, Secrets: o.Secrets,
+		NodesTimeout: o.Timeout, Poll: o.Poll, Secrets: o.Secrets, Objects: o.Objects,
 	}
 	return c.Run(ctx, out)
 }

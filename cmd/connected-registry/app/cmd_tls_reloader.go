@@ -3,30 +3,35 @@ package app
 import (
 	"context"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/connected-registry/connected-registry/internal/reloader"
+	"github.com/connected-registry/connected-registry/internal/trust"
 )
 
 // TLSReloaderOptions runs the tls-reloader, the registry pod's native sidecar that publishes the registry's CA to
-// the trust bundle and restarts the registry on a renewed certificate (package reloader).
+// the trust bundle and writes the registry's certificate, a renewed one once the nodes trust its CA (package
+// reloader).
 type TLSReloaderOptions struct {
 	KubeOptions
 	// Secret is the registry's kubernetes.io/tls Secret; Bundle the trust bundle ConfigMap.
 	Secret, Bundle string
-	// DaemonSet is the trust agent's DaemonSet; empty waits for nobody.
-	DaemonSet string
+	// DaemonSet is the trust agent's DaemonSet; empty waits for nobody. Release names the agents'
+	// acknowledgement Leases.
+	DaemonSet, Release string
 	// TLSDir receives tls.crt and tls.key for the registry; empty only publishes the bundle.
 	TLSDir string
-	// Addr is where the registry serves TLS in the pod; Process the base name of its executable.
-	Addr, Process string
+	// ClusterIP is service.clusterIP: a certificate without it is not written.
+	ClusterIP string
 	// HealthAddr serves /started for the sidecar's startup probe.
 	HealthAddr string
 	// Interval between two passes; TrustWait bounds the wait of a certificate from a new CA for the nodes.
 	Interval, TrustWait time.Duration
-	// Proc is the proc filesystem, and Signal stops a process; tests replace them.
-	Proc   string
-	Signal func(pid int) error
+	// PodName and PodUID name the registry pod, which the Events are about.
+	PodName, PodUID string
+
+	clusterIP netip.Addr
 }
 
 // AddFlags registers the flags.
@@ -36,13 +41,15 @@ func (o *TLSReloaderOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.Secret, "secret", p+"SECRET", "", "the registry's kubernetes.io/tls Secret (required)")
 	fs.StringVar(&o.Bundle, "bundle-configmap", p+"BUNDLE_CONFIGMAP", "", "the ConfigMap receiving the CA bundle as ca.crt (required)")
 	fs.StringVar(&o.DaemonSet, "daemonset", p+"DAEMONSET", "", "the trust agent's DaemonSet; empty when trust distribution is off")
+	fs.StringVar(&o.Release, "release", p+"RELEASE", "", "the Helm release, whose trust agents acknowledge the bundle in Leases <release>-trust-ack-<node>")
 	fs.StringVar(&o.TLSDir, "tls-dir", p+"TLS_DIR", "", "directory receiving tls.crt and tls.key for the registry; empty only publishes the CA bundle")
-	fs.StringVar(&o.Addr, "addr", p+"ADDR", "127.0.0.1:5443", "where the registry serves TLS in the pod")
-	fs.StringVar(&o.Process, "process", p+"PROCESS", "registry", "base name of the registry's executable, which gets SIGTERM")
+	fs.StringVar(&o.ClusterIP, "cluster-ip", p+"CLUSTER_IP", "", "service.clusterIP, the address nodes pull from: a certificate without it is not written; empty skips that check")
 	fs.StringVar(&o.HealthAddr, "health-addr", p+"HEALTH_ADDR", ":8082", "address of /started for the startup probe; empty serves none")
-	fs.DurationVar(&o.Interval, "interval", p+"INTERVAL", 2*time.Second, "how often to read the Secret and compare it with what is served")
+	fs.DurationVar(&o.Interval, "interval", p+"INTERVAL", 2*time.Second, "how often to read the Secret and compare it with what is written")
 	fs.DurationVar(&o.TrustWait, "trust-wait", p+"TRUST_WAIT", 5*time.Minute,
 		"how long a certificate from a new CA waits for every node to trust that CA before it is served anyway")
+	fs.StringVar(&o.PodName, "pod-name", "POD_NAME", "", "the registry pod's name: the Events about refused certificates are about it; empty sends none")
+	fs.StringVar(&o.PodUID, "pod-uid", "POD_UID", "", "the registry pod's UID")
 }
 
 // Complete checks the flags and builds the API client.
@@ -52,6 +59,13 @@ func (o *TLSReloaderOptions) Complete() error {
 	}
 	if o.Interval <= 0 {
 		return usageErrorf("--interval %s must be positive", o.Interval)
+	}
+	if o.ClusterIP != "" {
+		ip, err := netip.ParseAddr(o.ClusterIP)
+		if err != nil {
+			return usageErrorf("--cluster-ip %q is not an IP address", o.ClusterIP)
+		}
+		o.clusterIP = ip
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = reloader.DefaultRequestTimeout
@@ -63,8 +77,12 @@ func (o *TLSReloaderOptions) Complete() error {
 func (o *TLSReloaderOptions) Run(ctx context.Context, out io.Writer) error {
 	r := &reloader.Reloader{
 		Client: o.Client, Namespace: o.Namespace, Secret: o.Secret, Bundle: o.Bundle, DaemonSet: o.DaemonSet,
-		TLSDir: o.TLSDir, Addr: o.Addr, Process: o.Process, Interval: o.Interval, TrustWait: o.TrustWait,
-		RequestTimeout: o.Timeout, Proc: o.Proc, Signal: o.Signal, Log: o.Log,
+		Release: o.Release, TLSDir: o.TLSDir, ClusterIP: o.clusterIP, Interval: o.Interval, TrustWait: o.TrustWait,
+		RequestTimeout: o.Timeout, Log: o.Log,
+	}
+	if o.PodName != "" {
+		r.Events = &trust.PodEvents{Client: o.Client, Namespace: o.Namespace, Pod: o.PodName, UID: o.PodUID,
+			Component: "tls-reloader", Log: o.Log}
 	}
 	stop, err := serveHealth(o.HealthAddr, r.StartedHandler())
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -36,17 +35,21 @@ func (n *NodeTrustOptions) addFlags(fs *FlagSet) {
 	fs.StringVar(&n.CertsDir, "certs-dir", p+"CERTS_DIR", "/host/certs.d", "the node's containerd certs.d directory as mounted into this container")
 	fs.StringVar(&n.HostCertsDir, "host-certs-dir", p+"HOST_CERTS_DIR", "/etc/containerd/certs.d",
 		"the same directory as a path on the node: what containerd's config_path must name")
-	fs.StringVar(&n.Host, "host", p+"HOST", "", "the registry's address as nodes pull from it, service.clusterIP:443 (required)")
+	fs.StringVar(&n.Host, "host", p+"HOST", "", "the registry's address as nodes pull from it, service.clusterIP:443, a host name or IP address and a port")
 	fs.StringVar(&n.Owner, "owner", p+"OWNER", "", "the release owning the entry, namespace/release (required)")
 	fs.StringVar(&n.NodeName, "node-name", "NODE_NAME", "", "this node's name, for reports")
 }
 
-func (n *NodeTrustOptions) complete() error {
-	if n.Host == "" {
+// complete checks the options; requireHost is false for the removal, which finds the owner's entries itself.
+func (n *NodeTrustOptions) complete(requireHost bool) error {
+	switch {
+	case n.Host == "" && requireHost:
 		return usageErrorf("--host is required: the registry's clusterIP:443")
-	}
-	if _, port, err := net.SplitHostPort(n.Host); err != nil || port == "" {
-		return usageErrorf("--host %q is not host:port", n.Host)
+	case n.Host != "":
+		// Checked here and again by trust.Entry: the host names a directory under certs.d.
+		if err := trust.ValidHost(n.Host); err != nil {
+			return usageErrorf("--host %v", err)
+		}
 	}
 	if n.Owner == "" || strings.Count(n.Owner, "/") != 1 {
 		return usageErrorf("--owner %q is not namespace/release", n.Owner)
@@ -55,6 +58,12 @@ func (n *NodeTrustOptions) complete() error {
 		return usageErrorf("--certs-dir and --host-certs-dir must not be empty")
 	}
 	return nil
+}
+
+// release is the release part of Owner.
+func (n *NodeTrustOptions) release() string {
+	_, release, _ := strings.Cut(n.Owner, "/")
+	return release
 }
 
 func (n *NodeTrustOptions) entry(grace time.Duration) *trust.Entry {
@@ -110,7 +119,7 @@ func (o *TrustAgentOptions) AddFlags(fs *FlagSet) {
 
 // Complete checks the flags and builds the API client and the event sink.
 func (o *TrustAgentOptions) Complete() error {
-	if err := o.NodeTrustOptions.complete(); err != nil {
+	if err := o.NodeTrustOptions.complete(true); err != nil {
 		return err
 	}
 	if o.Interval <= 0 {
@@ -145,6 +154,7 @@ func (o *TrustAgentOptions) Run(ctx context.Context, out io.Writer) error {
 	}
 	if o.CAConfigMap != "" {
 		a.Bundle = &bundle.ConfigMap{Client: o.kube.Client, Namespace: o.Namespace, Name: o.CAConfigMap}
+		a.Acks = &bundle.Acks{Client: o.kube.Client, Namespace: o.Namespace, Release: o.release()}
 	}
 	stop, err := serveHealth(o.HealthAddr, a.HealthHandler())
 	if err != nil {
@@ -170,9 +180,9 @@ func (o *TrustRemoveOptions) AddFlags(fs *FlagSet) {
 }
 
 // Complete checks the flags.
-func (o *TrustRemoveOptions) Complete() error { return o.NodeTrustOptions.complete() }
+func (o *TrustRemoveOptions) Complete() error { return o.NodeTrustOptions.complete(false) }
 
-// Run removes the entry and prints what it removed and what it left.
+// Run removes the owner's entries and prints what it removed and what it left.
 func (o *TrustRemoveOptions) Run(_ context.Context, out io.Writer) error {
 	msg, err := trust.Remove(o.entry(0), o.NodeName)
 	fmt.Fprintln(out, msg)

@@ -74,6 +74,15 @@ func (p *Pod) valueFrom(c, from map[string]any) (string, error) {
 	if ref, ok := from["resourceFieldRef"].(map[string]any); ok {
 		return cpuLimit(c, ref)
 	}
+	if ref, ok := from["fieldRef"].(map[string]any); ok {
+		// The downward API's names of the pod, for Events about it: there is no API server to record them here.
+		switch ref["fieldPath"] {
+		case "metadata.name":
+			return DeploymentName + "-podemu", nil
+		case "metadata.uid":
+			return "00000000-0000-0000-0000-00000000e5e5", nil
+		}
+	}
 	return "", fmt.Errorf("uses a valueFrom podemu does not emulate: %v", from)
 }
 

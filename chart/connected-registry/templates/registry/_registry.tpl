@@ -164,6 +164,13 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       path: /
       port: http
     periodSeconds: 5
+  # A hung container is restarted, rather than taking the pod, and HTTPS with it, out of the Service.
+  livenessProbe:
+    httpGet:
+      path: /
+      port: http
+    periodSeconds: 20
+    failureThreshold: 6
   {{- else }}
   ports:
     - name: https
@@ -182,13 +189,21 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       port: https
       scheme: HTTPS
     periodSeconds: 5
+  # Our probe (registry-probe, installed by the credential-helper init container): it fails once the registry
+  # serves another certificate than the tls-reloader wrote, so the kubelet starts it again with the renewed one,
+  # and when the registry has not answered for two minutes.
   livenessProbe:
-    httpGet:
-      path: /
-      port: https
-      scheme: HTTPS
-    periodSeconds: 20
-    failureThreshold: 6
+    exec:
+      command:
+        - /helpers/connected-registry
+        - registry-probe
+        - --tls-dir=/etc/connected-registry/tls
+        - --addr=127.0.0.1:5443
+        - --state=/tmp/connected-registry-probe
+        - --hang-after=2m
+    periodSeconds: 10
+    timeoutSeconds: 10
+    failureThreshold: 2
   {{- end }}
   securityContext:
     {{- toYaml $r.securityContext | nindent 4 }}
@@ -209,6 +224,8 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     - name: parent-credentials
       mountPath: /etc/connected-registry/parent
       readOnly: true
+    {{- end }}
+    {{- if or .credentials (not .http) }}
     - name: helpers
       mountPath: /helpers
       readOnly: true
@@ -298,25 +315,33 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     {{- if eq (include "cr.trustEnabled" .) "true" }}
     - --daemonset={{ $fullname }}-trust-agent
     {{- end }}
+    - --release={{ .root.Release.Name }}
     {{- if not .acr }}
     {{- /* The acr engine mounts the Secret and reloads on its own terms: only the CA bundle is published. */}}
     - --tls-dir=/etc/connected-registry/tls
-    - --addr=127.0.0.1:5443
-    - --process=registry
+    - --cluster-ip={{ .v.service.clusterIP }}
     {{- end }}
     - --health-addr=:8082
     - --log-level={{ .v.logLevel }}
-  {{- with include "cr.extraEnv" . }}
+  # The Events about a certificate it does not install are about this pod.
   env:
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_UID
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.uid
+    {{- with include "cr.extraEnv" . }}
     {{- . | nindent 4 }}
-  {{- end }}
+    {{- end }}
   startupProbe:
     httpGet:
       path: /started
       port: 8082
     periodSeconds: 1
     failureThreshold: 600
-  # The pod's user, the registry's: only a process of the same user may be signalled without CAP_KILL.
   securityContext:
     {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
   resources:
@@ -393,14 +418,16 @@ tls-reloader (it serves the registry's certificate) and before the registry (whi
 
 {{- /* cr.registry.credentialHelper: the init container that installs the parent's credential helper. */}}
 {{- define "cr.registry.credentialHelper" -}}
-# Delivers our static credential helper into the registry container, so Distribution's proxy.exec finds
-# it in any registry image (the official Alpine one and a shell-less one alike).
+# Delivers our static binary into the registry container, in any registry image (the official Alpine one and
+# a shell-less one alike): as the credential helper Distribution's proxy.exec runs, and, through the link
+# /helpers/connected-registry, as the registry container's liveness probe.
 - name: credential-helper
   image: {{ include "cr.image" . }}
   imagePullPolicy: {{ .v.image.pullPolicy }}
   args:
     - install-credential-helper
     - --dest=/helpers/docker-credential-connected-registry
+    - --link=/helpers/connected-registry
   {{- with include "cr.extraEnv" . }}
   env:
     {{- . | nindent 4 }}
@@ -514,6 +541,8 @@ outbound proxy's URL from the proxy Secret.
 - name: parent-credentials
   secret:
     secretName: {{ . }}
+{{- end }}
+{{- if not .acr }}
 - name: helpers
   emptyDir:
     sizeLimit: 128Mi
