@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
 // bench holds one run's environment and results.
@@ -92,7 +95,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err
 	}
-	productBin, err := buildProduct(o.Dir)
+	productBin, err := testenv.BuildProduct(chartrender.RepoRoot(), o.Dir)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -99,7 +98,7 @@ func (e *env) startParent(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		name, ip := loopbackName()
+		name, ip := testenv.LoopbackName()
 		e.parentHost, e.parentIP, e.parentByName = net.JoinHostPort(name, strconv.Itoa(port)), ip, name != ip
 		e.parentConfig, e.parentEnv, err = testenv.WriteParentConfig(testenv.ParentOptions{
 			Dir: filepath.Join(e.dir, "parent"), Addr: e.parentHost, CA: e.ca, User: parentUser, Password: parentPassword,
@@ -313,22 +312,6 @@ func (c *connected) waitStored(img *testImage, timeout time.Duration) error {
 	}
 }
 
-// buildProduct builds ./cmd/connected-registry, the binary of the chart's image, which the registry pod's init containers run.
-func buildProduct(dir string) (string, error) {
-	bin := filepath.Join(dir, "connected-registry")
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("finding the go tool to build ./cmd/connected-registry: %w", err)
-	}
-	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/connected-registry")
-	cmd.Dir = chartrender.RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/connected-registry: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // registryBinary finds Distribution v3.1.2's registry binary, which ci/tools.sh builds.
 func registryBinary(flagValue string) (string, error) {
 	bin := flagValue
@@ -342,25 +325,6 @@ func registryBinary(flagValue string) (string, error) {
 		return "", fmt.Errorf("the Distribution registry binary %s is missing: run ci/tools.sh registry (or set REGISTRY_BIN)", bin)
 	}
 	return bin, nil
-}
-
-// loopbackName returns this machine's host name and its address when the name resolves to loopback
-// addresses only (Debian's /etc/hosts maps it to 127.0.1.1), else 127.0.0.1 twice.
-func loopbackName() (name, ip string) {
-	h, err := os.Hostname()
-	if err != nil || h == "" || h == "localhost" {
-		return "127.0.0.1", "127.0.0.1"
-	}
-	addrs, err := net.LookupHost(h)
-	if err != nil || len(addrs) == 0 {
-		return "127.0.0.1", "127.0.0.1"
-	}
-	for _, a := range addrs {
-		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
-			return "127.0.0.1", "127.0.0.1"
-		}
-	}
-	return h, addrs[0]
 }
 
 // freeze stops a process without closing its sockets (SIGSTOP): a hung parent whose kernel still accepts

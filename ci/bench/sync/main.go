@@ -237,10 +237,10 @@ func (b *bench) run(ctx context.Context) (string, error) {
 		return "", err
 	}
 	b.logf("building ./cmd/connected-registry")
-	if b.productBin, err = buildProduct(b.o.dir); err != nil {
+	if b.productBin, err = testenv.BuildProduct(chartrender.RepoRoot(), b.o.dir); err != nil {
 		return "", err
 	}
-	b.parentName, b.parentIP = loopbackName()
+	b.parentName, b.parentIP = testenv.LoopbackName()
 	parent, err := b.startRegistry(ctx, "parent")
 	if err != nil {
 		return "", err
@@ -714,35 +714,3 @@ func (l *seededLayer) Compressed() (io.ReadCloser, error) {
 func (l *seededLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
 func (l *seededLayer) Size() (int64, error)                 { return l.size, nil }
 func (l *seededLayer) MediaType() (types.MediaType, error)  { return types.OCIUncompressedLayer, nil }
-
-// buildProduct builds ./cmd/connected-registry, the binary of the chart's image.
-func buildProduct(dir string) (string, error) {
-	bin := filepath.Join(dir, "connected-registry")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/connected-registry")
-	cmd.Dir = chartrender.RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/connected-registry: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// loopbackName returns this machine's host name and its address when the name resolves to loopback addresses
-// only, else 127.0.0.1 twice. Addressed by a name, the parent is reached through the registry's parent gate
-// (Go's HTTP clients never use a proxy for a loopback IP literal), as in a cluster.
-func loopbackName() (name, ip string) {
-	h, err := os.Hostname()
-	if err != nil || h == "" || h == "localhost" {
-		return "127.0.0.1", "127.0.0.1"
-	}
-	addrs, err := net.LookupHost(h)
-	if err != nil || len(addrs) == 0 {
-		return "127.0.0.1", "127.0.0.1"
-	}
-	for _, a := range addrs {
-		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
-			return "127.0.0.1", "127.0.0.1"
-		}
-	}
-	return h, addrs[0]
-}
