@@ -64,7 +64,8 @@ type Runner struct {
 	WindowText   string
 	// Window bounds the run; 0 runs until done.
 	Window time.Duration
-	// Concurrency is how many repositories, tags and blobs are worked on at once (each).
+	// Concurrency is how many repositories, tags and large blobs are worked on at once (each); as many small
+	// blobs (configs, tiny layers) may be fetched beside the large ones.
 	Concurrency int
 	// Bandwidth caps the bytes per second read, 0 none.
 	Bandwidth int64
@@ -83,8 +84,12 @@ type run struct {
 	*Runner
 	reg    *registry
 	budget *budget
-	blobs  chan struct{}
-	now    func() time.Time
+	// large and small are the run's two lanes of blob fetches, Concurrency slots each. Large blobs take turns
+	// on the uplink; a small one (a config, a tiny layer: at most smallBlob bytes) never queues behind them, so
+	// the latency-bound work of small tags is done while large layers stream instead of after them, where it
+	// would leave the uplink idle at the end of the run.
+	large, small chan struct{}
+	now          func() time.Time
 
 	mu     sync.Mutex // guards status and everything it points to
 	status *Status
@@ -112,7 +117,7 @@ func (r *Runner) Run(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	started := now()
-	rn := &run{Runner: r, now: now, blobs: make(chan struct{}, r.Concurrency),
+	rn := &run{Runner: r, now: now, large: make(chan struct{}, r.Concurrency), small: make(chan struct{}, r.Concurrency),
 		reg: &registry{base: r.Registry, http: r.HTTPClient, username: r.Username, password: r.Password}}
 	st := &Status{Schedule: r.ScheduleText, Window: r.WindowText, Events: prev.Events,
 		Run: Run{Started: started, Result: ResultRunning}}
@@ -637,12 +642,16 @@ func (rn *run) fetch(ctx context.Context, repo string, d descriptor, rs *Reposit
 	if err != nil {
 		return false, fmt.Errorf("blob %q: %w", d.Digest, err)
 	}
+	lane := rn.large
+	if d.Size <= smallBlob {
+		lane = rn.small
+	}
 	select {
-	case rn.blobs <- struct{}{}:
+	case lane <- struct{}{}:
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
-	defer func() { <-rn.blobs }()
+	defer func() { <-lane }()
 	if !rn.budget.admit(d.Size) {
 		return false, errWindow
 	}
@@ -664,6 +673,9 @@ func (rn *run) fetch(ctx context.Context, repo string, d descriptor, rs *Reposit
 	rn.Log.Debug("blob fetched", "repository", repo, "digest", d.Digest, "bytes", n)
 	return true, nil
 }
+
+// smallBlob is the size up to which a blob takes the small lane of fetches.
+const smallBlob = 1 << 20
 
 // flights lets tags of a repository that share a blob share its fetch.
 type flights struct {

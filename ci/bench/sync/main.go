@@ -170,6 +170,48 @@ type result struct {
 	uplink  int64 // bytes the uplink carried towards the site
 	note    string
 	cpu     []roleCPU
+	usage   []int64 // bytes the uplink carried in each second of the copy
+}
+
+// watchUplink samples the bytes the link carries, second by second, until stop is called; stop returns them.
+// Where a copy leaves the uplink idle (its start, its middle, its tail) is where its time goes.
+func watchUplink(link *testenv.Link) (stop func() []int64) {
+	done := make(chan struct{})
+	out := make(chan []int64)
+	go func() {
+		var per []int64
+		last := link.Sent()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				n := link.Sent()
+				per = append(per, n-last)
+				last = n
+			case <-done:
+				if n := link.Sent(); n > last {
+					per = append(per, n-last)
+				}
+				out <- per
+				return
+			}
+		}
+	}()
+	return func() []int64 { close(done); return <-out }
+}
+
+// usageLine renders a copy's uplink use per second in MB/s, and counts the seconds under half the link's rate.
+func usageLine(usage []int64, rate int64) string {
+	var parts []string
+	slow := 0
+	for i, n := range usage {
+		parts = append(parts, fmt.Sprintf("%.0f", float64(n)/1e6))
+		if i < len(usage)-1 && n < rate/2 {
+			slow++
+		}
+	}
+	return fmt.Sprintf("%s (%d whole seconds under half the rate)", strings.Join(parts, " "), slow)
 }
 
 // roleCPU is the CPU time (user and system) the processes of a role used during a copy.
@@ -583,9 +625,10 @@ func (b *bench) sync(ctx context.Context, api *apistub.Server, args []string, li
 	cmd := exec.CommandContext(ctx, b.productBin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	mark := b.markCPU()
+	stop := watchUplink(link)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	r := result{elapsed: time.Since(start), uplink: link.Sent() - before}
+	r := result{elapsed: time.Since(start), uplink: link.Sent() - before, usage: stop()}
 	r.cpu = b.cpuSince(mark, "parent registry", "bench process (the link; crane in its copy)", "registry pod")
 	if cmd.ProcessState != nil {
 		r.cpu = append(r.cpu, roleCPU{"connected-registry sync", cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()})
@@ -608,6 +651,7 @@ func (b *bench) craneCopy(ctx context.Context, parentHost, dst string, link *tes
 		crane.WithAuth(&authn.Basic{Username: parentUser, Password: parentPassword}), crane.WithJobs(b.o.concurrency)}
 	before := link.Sent()
 	mark := b.markCPU()
+	stop := watchUplink(link)
 	start := time.Now()
 	sem := make(chan struct{}, b.o.concurrency)
 	errs := make([]error, len(b.tags))
@@ -620,7 +664,7 @@ func (b *bench) craneCopy(ctx context.Context, parentHost, dst string, link *tes
 		})
 	}
 	wg.Wait()
-	r := result{what: "`crane copy` straight to a plain registry", elapsed: time.Since(start), uplink: link.Sent() - before}
+	r := result{what: "`crane copy` straight to a plain registry", elapsed: time.Since(start), uplink: link.Sent() - before, usage: stop()}
 	r.cpu = b.cpuSince(mark, "parent registry", "bench process (the link; crane in its copy)", "plain registry")
 	if err := errors.Join(errs...); err != nil {
 		return r, err
@@ -662,6 +706,11 @@ func (b *bench) report(started time.Time, load string, total int64, first, again
 			sum += c.used
 		}
 		fmt.Fprintf(&s, "| %s | %s | %s |\n", r.what, strings.Join(parts, ", "), sum.Round(10*time.Millisecond))
+	}
+	s.WriteString("\n")
+	fmt.Fprintf(&s, "Uplink use in MB/s, second by second:\n\n")
+	for _, r := range []result{first, cr} {
+		fmt.Fprintf(&s, "- %s: %s\n", r.what, usageLine(r.usage, int64(b.o.uplinkRate)))
 	}
 	s.WriteString("\n")
 	fmt.Fprintf(&s, "| measure | value | goal | |\n|---|---|---|---|\n")
