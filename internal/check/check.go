@@ -85,6 +85,7 @@ const (
 	CheckNodeTrust     = "node-trust"
 	CheckSync          = "sync"
 	CheckCache         = "cache"
+	CheckAccess        = "access"
 	CheckWarnings      = "warning"
 )
 
@@ -129,6 +130,7 @@ func (c *Checker) Run(ctx context.Context) []Line {
 		c.nodeTrust(ctx),
 		c.sync(ctx),
 		c.cache(ctx),
+		c.access(ctx),
 	}
 	return append(lines, c.warnings(ctx)...)
 }

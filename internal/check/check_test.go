@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -90,6 +91,7 @@ func healthy(t *testing.T) *site {
 					"--daemonset=" + fullname + "-trust-agent", "--release=" + release, "--cluster-ip=" + clusterIP}}}}}},
 			Status: appsv1.DeploymentStatus{ReadyReplicas: 1, UpdatedReplicas: 1, Replicas: 1},
 		},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: fullname, Namespace: ns, Labels: labels}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fullname, Namespace: ns, Labels: labels},
 			Spec: corev1.ServiceSpec{ClusterIP: clusterIP, Ports: []corev1.ServicePort{{Name: "https", Port: 443}}}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fullname + "-tls", Namespace: ns}, Type: corev1.SecretTypeTLS,
@@ -199,7 +201,7 @@ func TestHealthyReleaseIsGreen(t *testing.T) {
 		require.Empty(t, l.Hint, "%s", l)
 		names = append(names, l.Check)
 	}
-	require.Equal(t, []string{check.CheckRegistryReady, check.CheckCertificate, check.CheckParent, check.CheckNodeTrust, check.CheckSync, check.CheckCache}, names)
+	require.Equal(t, []string{check.CheckRegistryReady, check.CheckCertificate, check.CheckParent, check.CheckNodeTrust, check.CheckSync, check.CheckCache, check.CheckAccess}, names)
 	require.Equal(t, "✓ cache: 1.0 GB of 10.0 GB used (10 %)", lineOf(t, lines, check.CheckCache).String())
 	require.Contains(t, lineOf(t, lines, check.CheckParent).Message, "the parent is reachable and accepts the sync token (probe of "+check.DefaultProbeRepository+": 404 Not Found: MANIFEST_UNKNOWN from the test); last successful answer 1m0s ago")
 }
@@ -409,6 +411,34 @@ func TestLines(t *testing.T) {
 			check:  check.CheckCache, status: check.Warn, msg: "unknown: the Service has no port named metrics (metrics.enabled=false)", hint: "set metrics.enabled=true",
 		},
 		{
+			name:   "anonymous pulls without a NetworkPolicy should warn",
+			change: func(t *testing.T, s *site) { s.objects = withoutKind(s.objects, &networkingv1.NetworkPolicy{}) },
+			check:  check.CheckAccess, status: check.Warn,
+			msg:  "pulls are anonymous open to anything that reaches 10.96.0.50:443 in the cluster network, /v2/_catalog included",
+			hint: "clientTokens.enabled=true",
+		},
+		{
+			name: "htpasswd without a NetworkPolicy should warn",
+			change: func(t *testing.T, s *site) {
+				s.objects = withoutKind(s.objects, &networkingv1.NetworkPolicy{})
+				d := s.find(&appsv1.Deployment{}, fullname).(*appsv1.Deployment)
+				d.Spec.Template.Spec.Volumes = append(d.Spec.Template.Spec.Volumes, corev1.Volume{Name: "client-auth"})
+				s.with(d)
+			},
+			check: check.CheckAccess, status: check.Warn, msg: "pulls are with htpasswd credentials (registry.clientAuthSecret), every user for every repository, open to",
+			hint: "networkPolicy.enabled=true",
+		},
+		{
+			name: "client tokens should pass",
+			change: func(t *testing.T, s *site) {
+				s.objects = withoutKind(s.objects, &networkingv1.NetworkPolicy{})
+				d := s.find(&appsv1.Deployment{}, fullname).(*appsv1.Deployment)
+				d.Spec.Template.Spec.InitContainers = append(d.Spec.Template.Spec.InitContainers, corev1.Container{Name: "token-server"})
+				s.with(d)
+			},
+			check: check.CheckAccess, status: check.OK, msg: "pulls need a client token",
+		},
+		{
 			name: "a preflight warning Event should be a warning line",
 			change: func(t *testing.T, s *site) {
 				s.with(&corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "pf1", Namespace: ns}, Type: corev1.EventTypeWarning, Reason: preflight.ReasonWarning,
@@ -492,6 +522,16 @@ func without2(args []string, prefix string) []string {
 	for _, a := range args {
 		if !strings.HasPrefix(a, prefix) {
 			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func withoutKind(objects []runtime.Object, kind runtime.Object) []runtime.Object {
+	var out []runtime.Object
+	for _, o := range objects {
+		if fmt.Sprintf("%T", o) != fmt.Sprintf("%T", kind) {
+			out = append(out, o)
 		}
 	}
 	return out

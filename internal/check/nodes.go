@@ -244,3 +244,26 @@ func (c *Checker) warnings(ctx context.Context) []Line {
 	}
 	return out
 }
+
+// access: who may pull. Anonymous pulls open to the whole cluster network are the default (audit finding 5), so
+// they are a warning until client tokens or a NetworkPolicy narrow them; htpasswd lets every user pull everything.
+func (c *Checker) access(ctx context.Context) Line {
+	spec := c.target.deployment.Spec.Template.Spec
+	for _, ct := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		if ct.Name == "token-server" {
+			return line(CheckAccess, OK, "", "pulls need a client token, scoped to repositories (clientTokens.enabled)")
+		}
+	}
+	auth := "anonymous"
+	for _, v := range spec.Volumes {
+		if v.Name == "client-auth" {
+			auth = "with htpasswd credentials (registry.clientAuthSecret), every user for every repository,"
+		}
+	}
+	pols, err := c.Client.NetworkingV1().NetworkPolicies(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + c.Release})
+	if err == nil && len(pols.Items) > 0 {
+		return line(CheckAccess, OK, "", "pulls are %s; NetworkPolicy %s admits only the cluster's pods and nodes", strings.TrimSuffix(auth, ","), pols.Items[0].Name)
+	}
+	return line(CheckAccess, Warn, "set clientTokens.enabled=true for per-repository client tokens, or networkPolicy.enabled=true to admit only the cluster's pods and nodes",
+		"pulls are %s open to anything that reaches %s:443 in the cluster network, /v2/_catalog included", auth, c.target.clusterIP)
+}
