@@ -193,6 +193,7 @@ func TestCheckPreGivesTheHooksVerdict(t *testing.T) {
 				_, err := client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: hook.Config.InputSecret, Namespace: ns}, Data: data}, metav1.CreateOptions{})
 				require.NoError(t, err)
 			}
+			require.NotEqual(t, app.CheckNamespace, lines[0].Check, "the namespace exists")
 			var out bytes.Buffer
 			_, reportErr := (&preflight.Checker{Client: client, Config: hook.Config}).Report(ctx, &out)
 			hookLines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -217,4 +218,25 @@ func TestCheckPreGivesTheHooksVerdict(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckPreNamesAMissingNamespaceAndWhereItAsksTheParent: before helm install --create-namespace the namespace
+// does not exist, which check --pre says first; and the parent is asked from the workstation, which its hint says.
+func TestCheckPreNamesAMissingNamespaceAndWhereItAsksTheParent(t *testing.T) {
+	t.Parallel()
+	cs := "ConnectedRegistryName=edge1;SyncTokenName=edge1-sync-token;SyncTokenPassword=pw-0123456789abcdef;ParentGatewayEndpoint=" + closedPort(t) + ";ParentEndpointProtocol=https"
+	vals := map[string]any{"connectionString": cs, "service.clusterIP": "10.96.0.50", "cert-manager": map[string]any{"enabled": false, "install": false}}
+	r := pre.Render{Chart: chartrender.ChartDir(), Release: relName, Namespace: "not-yet", KubeVersion: chartrender.DefaultKubeVersion}
+	lines := app.PreLines(context.Background(), cluster(t), r, vals)
+	require.Equal(t, check.Line{Check: app.CheckNamespace, Status: check.Warn,
+		Message: "namespace not-yet does not exist yet: the checks that read it judge a namespace without labels",
+		Hint:    "helm install --create-namespace creates it without Pod Security labels; to label it first, create it and run check --pre again"}, lines[0])
+	for _, l := range lines {
+		if l.Check == "parent" {
+			require.Equal(t, check.Warn, l.Status)
+			require.Contains(t, l.Hint, "check --pre asks the parent from this workstation, the hook asks it from the cluster")
+			return
+		}
+	}
+	t.Fatal("no parent line")
 }

@@ -12,6 +12,8 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/release"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -31,6 +33,9 @@ const (
 
 // CheckHelmRelease names the line of the release's helm status.
 const CheckHelmRelease = "helm-release"
+
+// CheckNamespace names the line of --pre about a namespace that does not exist yet.
+const CheckNamespace = "namespace"
 
 // CheckValues names the line of a render that failed in --pre: the chart refused the values.
 const CheckValues = "values"
@@ -280,6 +285,11 @@ func PreLines(ctx context.Context, client kubernetes.Interface, r pre.Render, va
 	}
 	checker := &preflight.Checker{Client: client, Config: hook.Config, Input: hook.Input}
 	var lines []check.Line
+	if _, err := client.CoreV1().Namespaces().Get(ctx, r.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		lines = append(lines, check.Line{Check: CheckNamespace, Status: check.Warn,
+			Message: fmt.Sprintf("namespace %s does not exist yet: the checks that read it judge a namespace without labels", r.Namespace),
+			Hint:    "helm install --create-namespace creates it without Pod Security labels; to label it first, create it and run check --pre again"})
+	}
 	for _, res := range checker.Run(ctx) {
 		l := check.Line{Check: res.Check, Message: res.Message}
 		switch res.Status {
@@ -291,6 +301,9 @@ func PreLines(ctx context.Context, client kubernetes.Interface, r pre.Render, va
 		default:
 			l.Status = check.Fail
 			l.Hint = "the preflight hook fails the install with this message: change what it names"
+		}
+		if res.Check == "parent" && res.Status != preflight.OK {
+			l.Hint += "; check --pre asks the parent from this workstation, the hook asks it from the cluster, whose network may differ"
 		}
 		lines = append(lines, l)
 	}
