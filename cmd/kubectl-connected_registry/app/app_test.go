@@ -3,11 +3,14 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/connected-registry/connected-registry/cmd/kubectl-connected_registry/app"
 	"github.com/connected-registry/connected-registry/internal/check"
@@ -65,4 +68,36 @@ func TestHelmStatusLine(t *testing.T) {
 	l = app.HelmStatusLine(rel(release.StatusPendingUpgrade, "Preparing upgrade"))
 	require.Equal(t, check.Warn, l.Status)
 	require.Contains(t, l.Hint, "helm rollback")
+}
+
+// TestRunOutputs: text and JSON carry the same lines, and a failed line makes the command fail with exit status 1
+// after printing them.
+func TestRunOutputs(t *testing.T) {
+	t.Parallel()
+	for _, output := range []string{"text", "json"} {
+		o := &app.CheckOptions{Client: fake.NewClientset(), Namespace: "connected-registry", Release: "cr", Output: output, Timeout: time.Minute}
+		require.NoError(t, o.Complete())
+		var out bytes.Buffer
+		err := o.Run(context.Background(), &out)
+		require.ErrorIs(t, err, app.ErrChecksFailed)
+		require.True(t, app.Reported(err))
+		require.Equal(t, 1, app.ExitCode(err))
+		if output == "json" {
+			var r app.Report
+			require.NoError(t, json.Unmarshal(out.Bytes(), &r))
+			require.False(t, r.Success)
+			require.Len(t, r.Checks, 1)
+			require.Equal(t, check.Line{Check: check.CheckRegistryReady, Status: check.Fail,
+				Message: "release cr has no registry Deployment in namespace connected-registry",
+				Hint:    "check the release name and namespace (helm list -A); this command looks for the Deployment labelled app.kubernetes.io/instance=cr,app.kubernetes.io/component=registry in namespace connected-registry"}, r.Checks[0])
+			continue
+		}
+		require.Equal(t, `connected-registry release cr in namespace connected-registry, after install
+
+× registry-ready: release cr has no registry Deployment in namespace connected-registry
+    hint: check the release name and namespace (helm list -A); this command looks for the Deployment labelled app.kubernetes.io/instance=cr,app.kubernetes.io/component=registry in namespace connected-registry
+
+Status check results are ×
+`, out.String())
+	}
 }
