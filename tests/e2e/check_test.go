@@ -98,6 +98,7 @@ func TestCheck(t *testing.T) {
 		require.Equal(t, check.OK, lineOf(t, r, name).Status, name)
 	}
 	require.Equal(t, check.Warn, lineOf(t, r, check.CheckCache).Status)
+	require.Equal(t, check.Warn, lineOf(t, r, check.CheckAccess).Status, "pulls are anonymous and no NetworkPolicy narrows them")
 
 	// The parent is down.
 	env.StopParent()
@@ -141,4 +142,21 @@ func TestCheck(t *testing.T) {
 	require.Equal(t, check.Fail, l.Status, "%+v", l)
 	require.Contains(t, l.Message, "lacks service.clusterIP "+framework.ClusterIP)
 	require.Contains(t, l.Hint, "the tls-reloader does not install it")
+
+	// The tls-reloader refuses it with an Event nobody would see: check shows it as a warning line.
+	deadline = time.Now().Add(time.Minute)
+	for refused := false; !refused; {
+		r, _ = runCheck(t, ctx, common...)
+		for _, l := range r.Checks {
+			if l.Check == check.CheckWarnings && strings.HasPrefix(l.Message, "CertificateRefused pod/"+release+"-connected-registry-") {
+				require.Equal(t, check.Warn, l.Status)
+				require.Contains(t, l.Message, "lack the ClusterIP 10.96.0.50")
+				refused = true
+			}
+		}
+		if !refused {
+			require.False(t, time.Now().After(deadline), "no warning line for the refused certificate")
+			time.Sleep(5 * time.Second)
+		}
+	}
 }
