@@ -414,7 +414,7 @@ func TestLines(t *testing.T) {
 			name:   "anonymous pulls without a NetworkPolicy should warn",
 			change: func(t *testing.T, s *site) { s.objects = withoutKind(s.objects, &networkingv1.NetworkPolicy{}) },
 			check:  check.CheckAccess, status: check.Warn,
-			msg:  "pulls are anonymous open to anything that reaches 10.96.0.50:443 in the cluster network, /v2/_catalog included",
+			msg:  "pulls are anonymous, and anything that reaches 10.96.0.50:443 in the cluster network may ask, /v2/_catalog included",
 			hint: "clientTokens.enabled=true",
 		},
 		{
@@ -425,7 +425,7 @@ func TestLines(t *testing.T) {
 				d.Spec.Template.Spec.Volumes = append(d.Spec.Template.Spec.Volumes, corev1.Volume{Name: "client-auth"})
 				s.with(d)
 			},
-			check: check.CheckAccess, status: check.Warn, msg: "pulls are with htpasswd credentials (registry.clientAuthSecret), every user for every repository, open to",
+			check: check.CheckAccess, status: check.Warn, msg: "pulls need htpasswd credentials (registry.clientAuthSecret), which let every user pull every repository, and anything that reaches",
 			hint: "networkPolicy.enabled=true",
 		},
 		{

@@ -254,16 +254,16 @@ func (c *Checker) access(ctx context.Context) Line {
 			return line(CheckAccess, OK, "", "pulls need a client token, scoped to repositories (clientTokens.enabled)")
 		}
 	}
-	auth := "anonymous"
+	auth := "pulls are anonymous"
 	for _, v := range spec.Volumes {
 		if v.Name == "client-auth" {
-			auth = "with htpasswd credentials (registry.clientAuthSecret), every user for every repository,"
+			auth = "pulls need htpasswd credentials (registry.clientAuthSecret), which let every user pull every repository"
 		}
 	}
 	pols, err := c.Client.NetworkingV1().NetworkPolicies(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + c.Release})
 	if err == nil && len(pols.Items) > 0 {
-		return line(CheckAccess, OK, "", "pulls are %s; NetworkPolicy %s admits only the cluster's pods and nodes", strings.TrimSuffix(auth, ","), pols.Items[0].Name)
+		return line(CheckAccess, OK, "", "%s; NetworkPolicy %s admits only the cluster's pods and nodes", auth, pols.Items[0].Name)
 	}
 	return line(CheckAccess, Warn, "set clientTokens.enabled=true for per-repository client tokens, or networkPolicy.enabled=true to admit only the cluster's pods and nodes",
-		"pulls are %s open to anything that reaches %s:443 in the cluster network, /v2/_catalog included", auth, c.target.clusterIP)
+		"%s, and anything that reaches %s:443 in the cluster network may ask, /v2/_catalog included", auth, c.target.clusterIP)
 }
