@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: extension-bundle push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
+.PHONY: extension-bundle push-images all tools postrender plugin generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
 
 all: verify test
 
@@ -26,6 +26,10 @@ postrender:
 	go build -trimpath -o bin/connected-registry-postrender ./cmd/connected-registry-postrender
 	mkdir -p $(POSTRENDER_PLUGIN_DIR)/bin
 	cp bin/connected-registry-postrender $(POSTRENDER_PLUGIN_DIR)/bin/
+
+## plugin: build the workstation's kubectl plugin into ./bin (put it on PATH: `kubectl connected-registry check`)
+plugin:
+	go build -trimpath -o bin/kubectl-connected_registry ./cmd/kubectl-connected_registry
 
 ## generate: regenerate the chart's values.schema.json (ci/valuesdoc) and README.md (helm-docs) from values.yaml,
 ## the trust-distribution kustomize component, and the golden files
@@ -54,7 +58,7 @@ test:
 	$(MAKE) --no-print-directory e2e
 
 ## unit: the tests that need no cluster
-unit: tools postrender
+unit: tools postrender plugin
 	go test $(GO_TEST_FLAGS) ./...
 	cd tests/cluster && go test $(GO_TEST_FLAGS) -vet=off .
 	cd tests/distauth && go test $(GO_TEST_FLAGS) .

@@ -13,7 +13,8 @@ const module = "github.com/connected-registry/connected-registry"
 
 // TestProductDependencies keeps the product apart from what tests it: no package of cmd/, internal/ (but
 // internal/testing/ itself) or postrender/ may depend on internal/testing/, and the in-cluster binary, tests
-// included, may not link Helm (a heavy module that does not belong in a small image).
+// included, may not link Helm (a heavy module that does not belong in a small image), nor may the check logic it
+// can share (internal/check, internal/preflight); the kubectl plugin links Helm through internal/check/pre only.
 func TestProductDependencies(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join("..", "..")
@@ -27,10 +28,20 @@ func TestProductDependencies(t *testing.T) {
 	}
 	for pkg, deps := range goListDeps(t, root, "-test", "./cmd/connected-registry/...") {
 		for _, d := range deps {
-			require.False(t, strings.HasPrefix(d, "helm.sh/") || strings.HasPrefix(d, "k8s.io/helm"),
-				"the in-cluster binary's package %s depends on %s", pkg, d)
+			require.False(t, isHelm(d), "the in-cluster binary's package %s depends on %s", pkg, d)
 		}
 	}
+	// The checks after install are shared product logic: only check/pre (values and render) and the kubectl
+	// plugin link Helm.
+	for pkg, deps := range goListDeps(t, root, "./internal/check", "./internal/preflight") {
+		for _, d := range deps {
+			require.False(t, isHelm(d), "package %s, which the in-cluster binary may share, depends on %s", pkg, d)
+		}
+	}
+}
+
+func isHelm(pkg string) bool {
+	return strings.HasPrefix(pkg, "helm.sh/") || strings.HasPrefix(pkg, "k8s.io/helm")
 }
 
 // goListDeps returns every package that args name with all it depends on.

@@ -111,6 +111,9 @@ type Checker struct {
 	Clock clock.Clock
 	// Log receives details at debug level and what the checks could not clean up; nil discards them.
 	Log *slog.Logger
+	// Input holds the values the hook Secret would hand over (its stringData), when the checks run where the
+	// values are at hand (`kubectl connected-registry check --pre`); nil reads Config.InputSecret.
+	Input map[string]string
 
 	input       *corev1.Secret
 	inputErr    error
@@ -168,6 +171,10 @@ func (c *Checker) now() time.Time { return clock.Or(c.Clock).Now() }
 
 // inputValue returns a key of the hook Secret, reading it once.
 func (c *Checker) inputValue(ctx context.Context, key string) (string, bool, error) {
+	if c.Input != nil {
+		v, found := c.Input[key]
+		return v, found, nil
+	}
 	if c.Config.InputSecret == "" {
 		return "", false, nil
 	}

@@ -22,6 +22,10 @@ const maxEventMessage = 1024
 // MaxTerminationMessage is the size Kubernetes keeps of a container's termination message.
 const MaxTerminationMessage = 4096
 
+// CheckPre points users to the same checks from their workstation: Helm 3 reports a failed preflight Job only as
+// "BackoffLimitExceeded", and deletes nothing that would show them these lines.
+const CheckPre = "Helm 3 shows only BackoffLimitExceeded: run kubectl connected-registry check --pre with the install's values to see these lines before installing"
+
 // ErrChecksFailed is returned when at least one check fails; the binary then exits 1.
 var ErrChecksFailed = errors.New("preflight checks failed")
 
@@ -47,14 +51,14 @@ func (c *Checker) Report(ctx context.Context, out io.Writer) (string, error) {
 	summary := fmt.Sprintf("preflight: %d checks passed", len(results))
 	switch {
 	case len(failed) > 0:
-		summary = fmt.Sprintf("preflight: %d of %d checks failed (%s)", len(failed), len(results), strings.Join(failed, ", "))
+		summary = fmt.Sprintf("preflight: %d of %d checks failed (%s); %s", len(failed), len(results), strings.Join(failed, ", "), CheckPre)
 	case len(warned) > 0:
 		summary = fmt.Sprintf("preflight: %d checks passed, %d with a warning (%s)", len(results), len(warned), strings.Join(warned, ", "))
 	}
 	msg := terminationMessage(summary, problems)
 	c.recordWarnings(ctx, results)
 	if len(failed) > 0 {
-		return msg, fmt.Errorf("%w: %d of %d (%s); the lines above name each value and its fix", ErrChecksFailed, len(failed), len(results), strings.Join(failed, ", "))
+		return msg, fmt.Errorf("%w: %d of %d (%s); the lines above name each value and its fix; %s", ErrChecksFailed, len(failed), len(results), strings.Join(failed, ", "), CheckPre)
 	}
 	return msg, nil
 }

@@ -90,10 +90,10 @@ pod-security: ok: namespace connected-registry sets no Pod Security level (the c
 		var out bytes.Buffer
 		msg, err := c.Report(context.Background(), &out)
 		require.ErrorIs(t, err, preflight.ErrChecksFailed)
-		require.EqualError(t, err, "preflight checks failed: 3 of 8 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix")
+		require.EqualError(t, err, "preflight checks failed: 3 of 8 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix; Helm 3 shows only BackoffLimitExceeded: run kubectl connected-registry check --pre with the install's values to see these lines before installing")
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		require.Len(t, lines, 8)
-		require.Equal(t, `preflight: 3 of 8 checks failed (connection-string, cluster-ip, node-selector)
+		require.Equal(t, `preflight: 3 of 8 checks failed (connection-string, cluster-ip, node-selector); Helm 3 shows only BackoffLimitExceeded: run kubectl connected-registry check --pre with the install's values to see these lines before installing
 connection-string: fail: connectionString: connection string field ParentEndpointProtocol is "ftp"; use https (or http for a parent without TLS)
 cluster-ip: fail: service.clusterIP 10.97.0.1 is outside the cluster's service CIDR 10.96.0.0/16: choose a free address in 10.96.0.0/16; the lower end of the range is kept for fixed ClusterIPs, and 10.96.0.1 is free (--set service.clusterIP=10.96.0.1)
 node-selector: fail: trustDistribution.useNodeSelector=true, but no node is labelled containerd-configured-by=connected-registry, so no node would trust the registry: label the nodes that pull from it (kubectl label node <node> containerd-configured-by=connected-registry), or set trustDistribution.useNodeSelector=false
