@@ -42,16 +42,16 @@ groups:
         expr: >-
           max by (namespace, node) (connected_registry_node_trust == 0 or connected_registry_node_trust_ignored == 1)
           or
-          (sum by (namespace) (connected_registry_node_trust) < max by (namespace) (connected_registry_trust_nodes_desired))
+          (count by (namespace) (connected_registry_node_trust) < max by (namespace) (connected_registry_trust_nodes_desired))
         for: {{ $pr.nodeWithoutTrustFor }}
         labels:
           severity: warning
         annotations:
           summary: A node does not trust the registry.
           description: >-
-            Node {{ "{{ $labels.node }}" }} (none named: fewer nodes acknowledge the registry's CA than the trust agents'
-            DaemonSet runs on) lacks the current CA, or containerd ignores its certs.d entry: its pulls through the
-            registry fail. The trust-agent pod of the node says why (kubectl describe pod).
+            {{ "{{ with $labels.node }}Node {{ . }}{{ else }}A node of the trust agents' DaemonSet, without any acknowledgement,{{ end }}" }}
+            lacks the current CA, or containerd ignores its certs.d entry: its pulls through the registry fail. The
+            trust-agent pod of the node says why (kubectl describe pod).
       - alert: ConnectedRegistryCertificateExpiring
         expr: connected_registry_certificate_expiry_timestamp_seconds - time() < {{ mul $pr.certificateExpiryDays 86400 }}
         labels:
