@@ -16,6 +16,7 @@ tools=(
   "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|"
   "kustomize|sigs.k8s.io/kustomize/kustomize/v5@v5.8.2|"
   "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs@v1.14.2|-X main.version=v1.14.2"
+  "promtool|github.com/prometheus/prometheus/cmd/promtool@v0.316.0|-X github.com/prometheus/common/version.Version=0.316.0"
   "oci-conformance|github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111|-X main.Version=v0.0.0-20260831232431-97274622c111"
 )
 

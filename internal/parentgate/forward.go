@@ -43,9 +43,13 @@ const (
 // of one blob share one fetch (see shared); everything else is forwarded as it comes.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request) {
 	out := g.outgoing(r)
-	if key, ok := flightKey(r); ok && g.ShareFetches {
+	key, blob := flightKey(r)
+	if blob && g.ShareFetches {
 		g.shared(w, r, key, out)
 		return
+	}
+	if blob {
+		g.Metrics.fetch(FetchStarted)
 	}
 	g.forwardAlone(w, r, out)
 }
@@ -168,14 +172,19 @@ func (g *Gate) connectTLS(ctx context.Context, target string) (net.Conn, error) 
 // rewritten to the gate's token path on gateHost, and, when the parent refuses a token the gate handed out, the
 // answer to the request retried once with a fresh token.
 func (g *Gate) do(out *http.Request, gateHost string) (*http.Response, error) {
+	asked := g.clock()()
 	resp, err := g.httpClient().Do(out)
+	g.recordParent(asked, resp, err)
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		if retried, ok := g.retryWithFreshToken(out); ok {
 			resp.Body.Close()
-			if resp, err = g.httpClient().Do(retried); err != nil {
+			asked = g.clock()()
+			resp, err = g.httpClient().Do(retried)
+			g.recordParent(asked, resp, err)
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -185,6 +194,23 @@ func (g *Gate) do(out *http.Request, gateHost string) (*http.Response, error) {
 	}
 	g.rewriteChallenges(resp, gateHost)
 	return resp, nil
+}
+
+// recordParent records in the metrics whether the parent answered a request sent at asked: an answer below
+// 500 or a redirect to a storage host, or, when the request failed, any bytes of the parent since (the failure
+// was then a storage host's).
+func (g *Gate) recordParent(asked time.Time, resp *http.Response, err error) {
+	if g.Metrics == nil {
+		return
+	}
+	switch {
+	case err == nil && (resp.StatusCode < 500 || resp.Request == nil || !g.isParent(hostPort80443(resp.Request.URL))):
+		g.Metrics.parentAnswered(g.clock()())
+	case err == nil:
+		g.Metrics.parentFailed()
+	case g.lastSeen(hostPort80443(g.Parent)).Load() < asked.UnixNano():
+		g.Metrics.parentFailed()
+	}
 }
 
 // body is resp's body as the registry may have it: cut when it sends nothing for BodyTimeout (cancel ends the
@@ -197,10 +223,10 @@ func (g *Gate) body(resp *http.Response, path string, cancel context.CancelFunc)
 			what = string(r)
 		}
 	}
-	var body io.Reader = resp.Body
+	body := g.Metrics.countBody(resp.Body)
 	stop := func() {}
 	if g.BodyTimeout > 0 {
-		idle := newIdleReader(resp.Body, g.BodyTimeout, what, cancel)
+		idle := newIdleReader(body, g.BodyTimeout, what, cancel)
 		body, stop = idle, idle.stop
 	}
 	if resp.Request != nil && resp.Request.Method == http.MethodGet && resp.StatusCode == http.StatusOK {
@@ -219,6 +245,9 @@ func (g *Gate) forwardAlone(w http.ResponseWriter, r *http.Request, out *http.Re
 	defer cancel()
 	resp, err := g.do(out.WithContext(ctx), r.Host)
 	if err != nil {
+		if _, blob := flightKey(r); blob {
+			g.Metrics.fetch(FetchFailed)
+		}
 		g.badGateway(w, err)
 		return
 	}
@@ -253,6 +282,9 @@ func (g *Gate) stream(w http.ResponseWriter, r *http.Request, resp *http.Respons
 		}
 		if rerr != nil {
 			if r.Context().Err() == nil {
+				if blobPath.MatchString(r.URL.Path) {
+					g.Metrics.fetch(FetchFailed)
+				}
 				g.logger().Warn("an answer from the parent broke off", "path", r.URL.Path, "err", rerr)
 				// The registry must not take it as complete.
 				panic(http.ErrAbortHandler)
@@ -312,6 +344,7 @@ func (g *Gate) shared(w http.ResponseWriter, r *http.Request, key string, out *h
 		if !errors.Is(err, errSpoolFull) {
 			g.logger().Warn("cannot share a blob fetch", "path", r.URL.Path, "err", err)
 		}
+		g.Metrics.fetch(FetchStarted)
 		g.forwardAlone(w, r, out)
 		return
 	}
@@ -339,6 +372,7 @@ func (g *Gate) shared(w http.ResponseWriter, r *http.Request, key string, out *h
 		f.handoff = nil
 		f.mu.Unlock()
 		if resp == nil {
+			g.Metrics.fetch(FetchStarted)
 			g.forwardAlone(w, r, out)
 			return
 		}
@@ -419,6 +453,7 @@ func (g *Gate) join(key string, out *http.Request, gateHost, path string) (*flig
 			f.readers++
 			f.served++
 			f.refs++
+			g.Metrics.fetch(FetchShared)
 			return f, nil
 		}
 		// A retry must not wait on a fetch that sends nothing: it starts its own, and the stalled one ends with
@@ -441,6 +476,7 @@ func (g *Gate) join(key string, out *http.Request, gateHost, path string) (*flig
 		g.flights = map[string]*flight{}
 	}
 	g.flights[key] = f
+	g.Metrics.fetch(FetchStarted)
 	go g.fetch(key, f, out.WithContext(ctx), gateHost, path)
 	return f, nil
 }
@@ -491,6 +527,9 @@ func (g *Gate) release(f *flight) {
 // fetch asks the parent and spools its answer, waking the readers as bytes arrive.
 func (g *Gate) fetch(key string, f *flight, out *http.Request, gateHost, path string) {
 	err := g.spool(f, out, gateHost, path)
+	if err != nil && !errors.Is(err, errSpoolFull) {
+		g.Metrics.fetch(FetchFailed)
+	}
 	f.mu.Lock()
 	f.done, f.err = true, err
 	f.cond.Broadcast()

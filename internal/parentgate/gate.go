@@ -78,6 +78,8 @@ type Gate struct {
 	Upstream func(target string) (*url.URL, error)
 	// Log receives the gate's reports; nil discards them.
 	Log *slog.Logger
+	// Metrics receives the gate's counts (NewMetrics); nil counts nothing.
+	Metrics *Metrics
 
 	mu      sync.Mutex
 	flights map[string]*flight       // shared blob fetches, by flightKey
@@ -323,6 +325,9 @@ func (g *Gate) markDown(target, why string) {
 	}
 	g.down[target] = until
 	g.mu.Unlock()
+	if g.isParent(target) {
+		g.Metrics.parentFailed()
+	}
 	r, _ := g.roleOf(target)
 	msg := map[role]string{
 		roleParent:  "parent unreachable: the registry serves its cache",

@@ -125,6 +125,7 @@ func (r *Runner) Run(ctx context.Context) (*Status, error) {
 		rs := &RepositoryStatus{Name: sel.Name, Tags: map[string]TagStatus{}}
 		if p := prev.repository(sel.Name); p != nil {
 			rs.LastSuccess = p.LastSuccess
+			rs.ConsecutiveFailures = p.ConsecutiveFailures
 			for k, v := range p.Tags {
 				rs.Tags[k] = v
 			}
@@ -222,6 +223,9 @@ func (rn *run) finish(ctx context.Context, reachErr error) {
 	problems := st.problems()
 	windowEnded := r.TagsPending > 0
 	stopped := ctx.Err() != nil
+	for _, rs := range st.Repositories {
+		rs.countRun(r.Started, reachErr != nil && !stopped)
+	}
 	switch {
 	case reachErr != nil:
 		r.Result = ResultFailed

@@ -76,6 +76,21 @@ type RepositoryStatus struct {
 	Pending []string `json:"pending,omitempty"`
 	// BytesFetched is what the latest run fetched from the parent for this repository.
 	BytesFetched int64 `json:"bytesFetched"`
+	// ConsecutiveFailures counts the runs in a row that failed the repository (an Error, a failed tag, or the
+	// registry out of reach); a run that synced it whole sets it to 0, and one the window or a stop cut short
+	// leaves it.
+	ConsecutiveFailures int `json:"consecutiveFailures,omitempty"`
+}
+
+// countRun updates ConsecutiveFailures once the run that started at started has ended; unreachable: that run
+// could not ask the registry at all.
+func (r *RepositoryStatus) countRun(started time.Time, unreachable bool) {
+	switch {
+	case unreachable || r.Error != "" || len(r.Failed) > 0:
+		r.ConsecutiveFailures++
+	case r.LastSuccess != nil && !r.LastSuccess.Before(started):
+		r.ConsecutiveFailures = 0
+	}
 }
 
 // TagStatus is a tag synced completely.

@@ -46,8 +46,8 @@ type Agent struct {
 	// Log receives the state changes; nil discards them.
 	Log *slog.Logger
 
-	// acked is the fingerprint the node's Lease acknowledges, as read at ackRead or last written.
-	acked   string
+	// acked is what the node's Lease acknowledges, as read at ackRead or last written.
+	acked   bundle.AckState
 	ackRead time.Time
 	// ready is the last state: trust in place and containerd uses it.
 	mu     sync.Mutex
@@ -100,7 +100,11 @@ func (a *Agent) Sync(ctx context.Context) string {
 			a.Events.Event(ctx, false, "TrustWritten", fmt.Sprintf("node %s: wrote %s (CA %s)", a.NodeName, strings.Join(changed, ", "), fp))
 		}
 	}
-	a.acknowledge(ctx, ca)
+	containerd := bundle.ContainerdUses
+	if d.Verdict != WillUse {
+		containerd = bundle.ContainerdIgnores
+	}
+	a.acknowledge(ctx, bundle.AckState{Fingerprint: bundle.Fingerprint(ca), Containerd: containerd})
 	if d.Verdict != WillUse {
 		return a.setState(ctx, false, "ContainerdIgnoresTrust", fmt.Sprintf("%s/%s holds CA %s, but containerd will not use it (%s): %s",
 			e.HostDir, e.Host, fp, d.Verdict, d.Reason))
@@ -111,31 +115,30 @@ func (a *Agent) Sync(ctx context.Context) string {
 // ackRecheck is how often the agent reads its Lease again, so a Lease someone deleted is written again.
 const ackRecheck = time.Minute
 
-// acknowledge records in the node's Lease that the node holds ca, once per bundle; a failure is retried on the
-// next pass.
-func (a *Agent) acknowledge(ctx context.Context, ca []byte) {
+// acknowledge records in the node's Lease the bundle the node holds and whether containerd uses it, once per
+// change; a failure is retried on the next pass.
+func (a *Agent) acknowledge(ctx context.Context, st bundle.AckState) {
 	if a.Acks == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	if time.Since(a.ackRead) > ackRecheck {
-		acked, err := a.Acks.Get(ctx, a.NodeName)
+		acked, err := a.Acks.GetState(ctx, a.NodeName)
 		if err != nil {
 			a.log().Warn("reading the node's acknowledgement", "lease", a.Acks.Name(a.NodeName), "err", err)
 			return
 		}
 		a.acked, a.ackRead = acked, time.Now()
 	}
-	fp := bundle.Fingerprint(ca)
-	if a.acked == fp {
+	if a.acked == st {
 		return
 	}
-	if err := a.Acks.Ack(ctx, a.NodeName, fp); err != nil {
+	if err := a.Acks.Record(ctx, a.NodeName, st); err != nil {
 		a.log().Warn("acknowledging the bundle", "lease", a.Acks.Name(a.NodeName), "err", err)
 		return
 	}
-	a.acked = fp
+	a.acked = st
 }
 
 func (a *Agent) source() string {

@@ -148,6 +148,14 @@ func (a *agent) acks(t *testing.T) map[string]string {
 	return out
 }
 
+// ackState is what the agent's node's Lease acknowledges.
+func (a *agent) ackState(t *testing.T) bundle.AckState {
+	t.Helper()
+	st, err := (bundle.Acks{Client: a.client, Namespace: testNS, Release: "cr"}).States(context.Background())
+	require.NoError(t, err)
+	return st[agentNode]
+}
+
 // writes lists the client's calls other than reads, as "verb resource".
 func writes(client *fake.Clientset) []string {
 	var out []string
@@ -292,6 +300,7 @@ func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 	a.sync(t)
 	require.Equal(t, []string{"TrustWritten", "ContainerdIgnoresTrust"}, reasons())
 	require.Equal(t, []string{"create leases"}, writes(a.client))
+	require.Equal(t, bundle.ContainerdIgnores, a.ackState(t).Containerd, "the Lease says containerd ignores the entry")
 	a.client.ClearActions()
 	a.sync(t)
 	require.Empty(t, reasons())
@@ -299,11 +308,15 @@ func TestTrustAgentReportsStateChangesOnly(t *testing.T) {
 
 	// The administrator sets config_path.
 	a.setConfig(t, configOurPath)
+	a.client.ClearActions()
 	a.sync(t)
-	require.Equal(t, []string{"TrustInPlace"}, reasons(), "nothing is written again, only the state changes")
-	require.Empty(t, writes(a.client))
+	require.Equal(t, []string{"TrustInPlace"}, reasons(), "nothing is written again on the node, only the state changes")
+	require.Equal(t, []string{"update leases"}, writes(a.client), "the Lease records that containerd now uses the entry")
+	require.Equal(t, bundle.AckState{Fingerprint: bundle.Fingerprint(ca), Containerd: bundle.ContainerdUses}, a.ackState(t))
+	a.client.ClearActions()
 	a.sync(t)
 	require.Empty(t, reasons())
+	require.Empty(t, writes(a.client))
 	code, _ := a.get(t, "/readyz")
 	require.Equal(t, http.StatusOK, code)
 

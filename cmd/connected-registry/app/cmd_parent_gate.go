@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http/httpproxy"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -47,8 +48,13 @@ type ParentGateOptions struct {
 	// UpstreamProxy and NoProxy send the gate's own traffic through an outbound proxy, as HTTPS_PROXY and
 	// NO_PROXY would the registry's.
 	UpstreamProxy, NoProxy string
-	budget                 int64
-	proxy                  *url.URL
+	// MetricsAddr serves the gate's metrics at /metrics; empty serves none. CacheDir is the registry's storage
+	// volume, whose use the metrics report; ProbeInterval is how often a parent the registry did not ask is
+	// probed, so the metrics follow it.
+	MetricsAddr, CacheDir string
+	ProbeInterval         time.Duration
+	budget                int64
+	proxy                 *url.URL
 }
 
 // AddFlags registers the flags.
@@ -79,6 +85,12 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.UpstreamProxy, "upstream-proxy", "HTTPS_PROXY", "",
 		"outbound proxy (http:// or https:// URL) to reach the parent through; empty connects directly")
 	fs.StringVar(&o.NoProxy, "no-proxy", "NO_PROXY", "", "hosts the outbound proxy is not used for, as NO_PROXY")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", p+"METRICS_ADDR", "",
+		"address to serve the gate's Prometheus metrics on, at /metrics (the pod's address, :9091); empty serves none")
+	fs.StringVar(&o.CacheDir, "cache-dir", p+"CACHE_DIR", "",
+		"the registry's storage volume, mounted read-only: its use and size are metrics; empty reports none")
+	fs.DurationVar(&o.ProbeInterval, "probe-interval", p+"PROBE_INTERVAL", 30*time.Second,
+		"with --metrics-addr, how often to ask the parent for /v2/ when the registry has not heard from it, so connected_registry_parent_up follows it; 0 never probes")
 }
 
 // Complete checks the options. No message repeats the outbound proxy's URL: it may hold a password.
@@ -99,6 +111,9 @@ func (o *ParentGateOptions) Complete() error {
 		if d < 0 {
 			return usageErrorf("%s must not be negative, got %s", name, d)
 		}
+	}
+	if o.ProbeInterval < 0 {
+		return usageErrorf("--probe-interval must not be negative, got %s", o.ProbeInterval)
 	}
 	if o.MaxConns < 0 {
 		return usageErrorf("--max-conns must not be negative, got %d", o.MaxConns)
@@ -145,6 +160,22 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 			return proxyFor(&url.URL{Scheme: "https", Host: target})
 		},
 		Log: log,
+	}
+	if o.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		m, err := parentgate.NewMetrics(reg, g.Spooled, o.CacheDir)
+		if err != nil {
+			return err
+		}
+		g.Metrics = m
+		stop, err := serveMetrics(o.MetricsAddr, metricsHandler(reg, nil))
+		if err != nil {
+			return err
+		}
+		defer stop()
+		if o.ProbeInterval > 0 {
+			go g.ProbeEvery(ctx, o.ProbeInterval)
+		}
 	}
 	if o.ShareFetches {
 		if err := g.Sweep(); err != nil {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
@@ -131,4 +134,63 @@ func TestParentGateServesUntilCanceled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the gate did not stop when its context ended")
 	}
+}
+
+func TestParentGateServesMetrics(t *testing.T) {
+	t.Parallel()
+	addrs := make([]string, 2)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addrs[i] = l.Addr().String()
+		l.Close()
+	}
+	listen, metricsAddr := addrs[0], addrs[1]
+	parent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "{}") }))
+	defer parent.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Execute(ctx, []string{"connected-registry", "parent-gate", "--listen", listen, "--parent", parent.URL,
+			"--spool-dir", t.TempDir(), "--metrics-addr", metricsAddr, "--cache-dir", t.TempDir(), "--probe-interval", "0s"},
+			app.Streams{In: strings.NewReader(""), Out: &out, Err: &out}, envMap(nil))
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "parent gate listening on "+listen) }, 10*time.Second, 10*time.Millisecond)
+	resp, err := http.Get("http://" + listen + "/v2/")
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	families := scrape(t, "http://"+metricsAddr+"/metrics")
+	for _, name := range []string{"connected_registry_parent_up", "connected_registry_parent_last_success_timestamp_seconds",
+		"connected_registry_parent_fetches_total", "connected_registry_parent_bytes_total", "connected_registry_spool_bytes",
+		"connected_registry_cache_used_bytes", "connected_registry_cache_capacity_bytes"} {
+		require.Contains(t, families, name)
+	}
+	require.EqualValues(t, 1, families["connected_registry_parent_up"].GetMetric()[0].GetGauge().GetValue(), "the parent answered /v2/")
+	require.Len(t, families["connected_registry_parent_fetches_total"].GetMetric(), 3, "started, shared and failed")
+
+	for _, path := range []string{"/debug/pprof/", "/debug/vars", "/v2/"} {
+		resp, err := http.Get("http://" + metricsAddr + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, "the metrics address serves /metrics only, not %s", path)
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// scrape reads a Prometheus text exposition with the Prometheus text parser.
+func scrape(t *testing.T, u string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	return families
 }

@@ -3,11 +3,16 @@ package app
 import (
 	"context"
 	"io"
+	"net/http"
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/connected-registry/connected-registry/internal/reloader"
+	"github.com/connected-registry/connected-registry/internal/statusmetrics"
 	"github.com/connected-registry/connected-registry/internal/trust"
+	"github.com/connected-registry/connected-registry/internal/trust/bundle"
 )
 
 // TLSReloaderOptions runs the tls-reloader, the registry pod's native sidecar that publishes the registry's CA to
@@ -30,8 +35,13 @@ type TLSReloaderOptions struct {
 	Interval, TrustWait time.Duration
 	// PodName and PodUID name the registry pod, which the Events are about.
 	PodName, PodUID string
+	// MetricsAddr serves the metrics derived from the release's objects at /metrics (package statusmetrics),
+	// and ProxyMetrics' endpoints at /metrics/<name>; empty serves none. SyncStatus is the pre-sync status
+	// ConfigMap; empty: no sync metrics.
+	MetricsAddr, ProxyMetrics, SyncStatus string
 
 	clusterIP netip.Addr
+	proxies   map[string]http.Handler
 }
 
 // AddFlags registers the flags.
@@ -50,6 +60,12 @@ func (o *TLSReloaderOptions) AddFlags(fs *FlagSet) {
 		"how long a certificate from a new CA waits for every node to trust that CA before it is served anyway")
 	fs.StringVar(&o.PodName, "pod-name", "POD_NAME", "", "the registry pod's name: the Events about refused certificates are about it; empty sends none")
 	fs.StringVar(&o.PodUID, "pod-uid", "POD_UID", "", "the registry pod's UID")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", p+"METRICS_ADDR", "",
+		"address to serve Prometheus metrics on (the pod's address, :9090): node trust, sync status and certificate expiry at /metrics, and --proxy-metrics; empty serves none")
+	fs.StringVar(&o.ProxyMetrics, "proxy-metrics", p+"PROXY_METRICS", "",
+		"comma-separated name=http://127.0.0.1:<port>/metrics: metrics of other containers' loopback debug ports, served at /metrics/<name> (only that path of them)")
+	fs.StringVar(&o.SyncStatus, "sync-status-configmap", p+"SYNC_STATUS_CONFIGMAP", "",
+		"the pre-sync status ConfigMap, whose status.json the sync metrics come from; empty when sync is off")
 }
 
 // Complete checks the flags and builds the API client.
@@ -70,6 +86,11 @@ func (o *TLSReloaderOptions) Complete() error {
 	if o.Timeout <= 0 {
 		o.Timeout = reloader.DefaultRequestTimeout
 	}
+	proxies, err := parseMetricsProxies(o.ProxyMetrics)
+	if err != nil {
+		return err
+	}
+	o.proxies = proxies
 	return o.complete()
 }
 
@@ -89,5 +110,21 @@ func (o *TLSReloaderOptions) Run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer stop()
+	if o.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		c := &statusmetrics.Collector{Client: o.Client, Namespace: o.Namespace, Bundle: o.Bundle, DaemonSet: o.DaemonSet,
+			SyncStatus: o.SyncStatus, Secret: o.Secret, Timeout: o.Timeout}
+		if o.DaemonSet != "" {
+			c.Acks = &bundle.Acks{Client: o.Client, Namespace: o.Namespace, Release: o.Release}
+		}
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+		stopMetrics, err := serveMetrics(o.MetricsAddr, metricsHandler(reg, o.proxies))
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	return r.Run(ctx, out)
 }

@@ -125,6 +125,15 @@ const (
 	AckFingerprintAnnotation = "trust.connected-registry.io/fingerprint"
 	// AckNodeAnnotation names the node, whose name may be too long for a label.
 	AckNodeAnnotation = "trust.connected-registry.io/node"
+	// AckContainerdAnnotation says whether containerd on the node uses the installed entry: ContainerdUses or
+	// ContainerdIgnores; absent from the Leases of agents before it.
+	AckContainerdAnnotation = "trust.connected-registry.io/containerd"
+)
+
+// Values of AckContainerdAnnotation.
+const (
+	ContainerdUses    = "uses"
+	ContainerdIgnores = "ignores"
 )
 
 // maxName is the longest object name Kubernetes accepts (a DNS subdomain).
@@ -165,22 +174,42 @@ func (a Acks) selector() string {
 
 // Get returns the fingerprint node last acknowledged, empty when none.
 func (a Acks) Get(ctx context.Context, node string) (string, error) {
+	st, err := a.GetState(ctx, node)
+	return st.Fingerprint, err
+}
+
+// GetState returns what node's Lease acknowledges, empty when it has none.
+func (a Acks) GetState(ctx context.Context, node string) (AckState, error) {
 	l, err := a.Client.CoordinationV1().Leases(a.Namespace).Get(ctx, a.Name(node), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", nil
+		return AckState{}, nil
 	}
 	if err != nil {
-		return "", err
+		return AckState{}, err
 	}
 	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != node {
-		return "", nil
+		return AckState{}, nil
 	}
-	return l.Annotations[AckFingerprintAnnotation], nil
+	return AckState{Fingerprint: l.Annotations[AckFingerprintAnnotation], Containerd: l.Annotations[AckContainerdAnnotation]}, nil
 }
 
 // Ack records that node has installed the bundle with fingerprint fp, in node's own Lease: created the first
 // time, updated after.
 func (a Acks) Ack(ctx context.Context, node, fp string) error {
+	return a.Record(ctx, node, AckState{Fingerprint: fp})
+}
+
+// AckState is what a node's Lease acknowledges.
+type AckState struct {
+	// Fingerprint is the bundle the node has installed.
+	Fingerprint string
+	// Containerd is ContainerdUses or ContainerdIgnores; empty: not known (an earlier agent, or left as it is).
+	Containerd string
+}
+
+// Record records st in node's own Lease: created the first time, updated after. An empty st.Containerd
+// leaves what the Lease says about containerd.
+func (a Acks) Record(ctx context.Context, node string, st AckState) error {
 	now := metav1.NewMicroTime(time.Now())
 	leases := a.Client.CoordinationV1().Leases(a.Namespace)
 	l, err := leases.Get(ctx, a.Name(node), metav1.GetOptions{})
@@ -188,7 +217,7 @@ func (a Acks) Ack(ctx context.Context, node, fp string) error {
 		holder := node
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: a.Name(node), Namespace: a.Namespace, Labels: a.Labels(),
-				Annotations: map[string]string{AckFingerprintAnnotation: fp, AckNodeAnnotation: node}},
+				Annotations: st.annotations(node)},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, AcquireTime: &now, RenewTime: &now},
 		}, metav1.CreateOptions{})
 		return err
@@ -200,11 +229,37 @@ func (a Acks) Ack(ctx context.Context, node, fp string) error {
 	if l.Annotations == nil {
 		l.Annotations = map[string]string{}
 	}
-	l.Annotations[AckFingerprintAnnotation] = fp
-	l.Annotations[AckNodeAnnotation] = node
+	for k, v := range st.annotations(node) {
+		l.Annotations[k] = v
+	}
 	l.Spec.RenewTime = &now
 	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 	return err
+}
+
+func (st AckState) annotations(node string) map[string]string {
+	m := map[string]string{AckFingerprintAnnotation: st.Fingerprint, AckNodeAnnotation: node}
+	if st.Containerd != "" {
+		m[AckContainerdAnnotation] = st.Containerd
+	}
+	return m
+}
+
+// States returns, per node, what its Lease acknowledges.
+func (a Acks) States(ctx context.Context) (map[string]AckState, error) {
+	list, err := a.Client.CoordinationV1().Leases(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: a.selector()})
+	if err != nil {
+		return nil, fmt.Errorf("listing the acknowledgement Leases: %w", err)
+	}
+	out := map[string]AckState{}
+	for _, l := range list.Items {
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+			continue
+		}
+		out[*l.Spec.HolderIdentity] = AckState{Fingerprint: l.Annotations[AckFingerprintAnnotation],
+			Containerd: l.Annotations[AckContainerdAnnotation]}
+	}
+	return out, nil
 }
 
 // List returns, per node, the fingerprint its Lease acknowledges.

@@ -150,6 +150,11 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       value: ""
     - name: REGISTRY_HTTP_TLS_KEY
       value: ""
+    {{- if .v.metrics.enabled }}
+    # Its own debug port: two registries cannot share one.
+    - name: REGISTRY_HTTP_DEBUG_ADDR
+      value: {{ include "cr.registry.debugAddr" (dict "http" true) | quote }}
+    {{- end }}
     {{- end }}
     {{- with include "cr.extraEnv" . }}
     {{- . | nindent 4 }}
@@ -322,7 +327,23 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     - --cluster-ip={{ .v.service.clusterIP }}
     {{- end }}
     - --health-addr=:8082
+    {{- if .v.metrics.enabled }}
+    {{- /* The metrics derived from the release's objects, and the registry's own from its loopback debug port. */}}
+    - --metrics-addr=:{{ .v.metrics.port }}
+    {{- if not .acr }}
+    - --proxy-metrics={{ include "cr.registry.debugMetrics" . }}
+    {{- end }}
+    {{- if (.v.sync | default dict).enabled }}
+    - --sync-status-configmap={{ $fullname }}-sync-status
+    {{- end }}
+    {{- end }}
     - --log-level={{ .v.logLevel }}
+  {{- if .v.metrics.enabled }}
+  ports:
+    - name: metrics
+      containerPort: {{ .v.metrics.port }}
+      protocol: TCP
+  {{- end }}
   # The Events about a certificate it does not install are about this pod.
   env:
     - name: POD_NAME
@@ -470,7 +491,17 @@ outbound proxy's URL from the proxy Secret.
     - --spool-dir=/var/spool/parent-gate
     - --spool-budget={{ $parent.gate.spoolSize }}
     {{- end }}
+    {{- if .v.metrics.enabled }}
+    - --metrics-addr=:{{ .v.metrics.gatePort }}
+    - --cache-dir=/var/lib/registry
+    {{- end }}
     - --log-level={{ .v.logLevel }}
+  {{- if .v.metrics.enabled }}
+  ports:
+    - name: gate-metrics
+      containerPort: {{ .v.metrics.gatePort }}
+      protocol: TCP
+  {{- end }}
   {{- if or .proxy .caBundle .v.extraEnv }}
   env:
     {{- if and .proxy (or $p.httpsProxy $p.httpProxy) }}
@@ -496,7 +527,7 @@ outbound proxy's URL from the proxy Secret.
     {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
   resources:
     {{- toYaml $parent.gate.resources | nindent 4 }}
-  {{- if or .caBundle $parent.shareFetches }}
+  {{- if or .caBundle $parent.shareFetches .v.metrics.enabled }}
   volumeMounts:
     {{- if .caBundle }}
     - name: parent-ca
@@ -506,6 +537,12 @@ outbound proxy's URL from the proxy Secret.
     {{- if $parent.shareFetches }}
     - name: gate-spool
       mountPath: /var/spool/parent-gate
+    {{- end }}
+    {{- if .v.metrics.enabled }}
+    # Read-only, for the cache volume's use and size (statfs) in the metrics.
+    - name: data
+      mountPath: /var/lib/registry
+      readOnly: true
     {{- end }}
   {{- end }}
 {{- end }}
@@ -637,6 +674,15 @@ data:
       draintimeout: 10s
       http2:
         disabled: {{ not $v.registry.http2 }}
+      {{- if $v.metrics.enabled }}
+      # Metrics on the pod's loopback only: this server also serves pprof and expvar. The tls-reloader serves
+      # its /metrics, and nothing else of it, on the metrics port.
+      debug:
+        addr: {{ include "cr.registry.debugAddr" dict }}
+        prometheus:
+          enabled: true
+          path: /metrics
+      {{- end }}
     {{- if $v.clientTokens.enabled }}
     # Client tokens: every request needs a bearer token of the token-server container, which checks the
     # client token's name and password and grants pull on the repositories its scope lists. Anonymous
@@ -674,6 +720,17 @@ data:
 {{ end }}
 {{- end }}
 
+{{- /* cr.registry.debugAddr: Distribution's debug server on the pod's loopback; with http, registry-http's. */}}
+{{- define "cr.registry.debugAddr" -}}
+127.0.0.1:{{ ternary 5102 5101 (.http | default false) }}
+{{- end }}
+
+{{- /* cr.registry.debugMetrics: the tls-reloader's --proxy-metrics, the registry containers' /metrics. */}}
+{{- define "cr.registry.debugMetrics" -}}
+registry=http://{{ include "cr.registry.debugAddr" dict }}/metrics
+{{- if .v.httpEnabled }},registry-http=http://{{ include "cr.registry.debugAddr" (dict "http" true) }}/metrics{{ end }}
+{{- end }}
+
 {{- /* cr.networkPolicy.ports: the registry pod's ports clients reach (argument: the folded values). */}}
 {{- define "cr.networkPolicy.ports" -}}
 - port: {{ ternary 8080 5443 (eq .registry.engine "acr") }}
@@ -685,5 +742,14 @@ data:
 {{- if .clientTokens.enabled }}
 - port: 5001
   protocol: TCP
+{{- end }}
+{{- if .metrics.enabled }}
+# Prometheus scrapes the metrics ports (metrics.enabled).
+- port: {{ .metrics.port }}
+  protocol: TCP
+{{- if eq (include "cr.parentGate" (dict "v" .)) "true" }}
+- port: {{ .metrics.gatePort }}
+  protocol: TCP
+{{- end }}
 {{- end }}
 {{- end }}
