@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,10 +142,13 @@ func (s *site) run(t *testing.T) []check.Line {
 	t.Helper()
 	objects := s.objects
 	if s.metrics != "" {
-		svc := s.find(&corev1.Service{}, fullname).(*corev1.Service)
-		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: check.MetricsPort, Port: 9090})
-		s.with(svc)
-		objects = s.objects
+		// The chart's metrics Service: the reloader's port and the parent gate's, which exports the parent's
+		// and the cache volume's metrics.
+		objects = append(slices.Clone(objects), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: fullname + "-metrics", Namespace: ns,
+				Labels: map[string]string{"app.kubernetes.io/instance": release, "app.kubernetes.io/component": "metrics"}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: check.MetricsPort, Port: 9090}, {Name: check.GateMetricsPort, Port: 9091}}},
+		})
 	}
 	client := fake.NewClientset(objects...)
 	ctx := context.Background()
@@ -170,7 +174,10 @@ func (s *site) run(t *testing.T) []check.Line {
 			fmt.Fprintf(w, `{"errors":[{"code":%q,"message":"from the test"}]}`, s.probeCode)
 		}
 	})
-	mux.HandleFunc(base+"http:"+fullname+":metrics/proxy/metrics", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc(base+"http:"+fullname+"-metrics:metrics/proxy/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "# TYPE connected_registry_trust_nodes_desired gauge\nconnected_registry_trust_nodes_desired 1\n")
+	})
+	mux.HandleFunc(base+"http:"+fullname+"-metrics:gate-metrics/proxy/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, s.metrics)
 	})
 	srv := httptest.NewServer(mux)
@@ -489,12 +496,15 @@ func TestNoRelease(t *testing.T) {
 
 func TestParseMetrics(t *testing.T) {
 	t.Parallel()
-	m := check.ParseMetrics([]byte("# HELP a\n# TYPE a gauge\na 1\nb{x=\"1\",y=\"}\"} 2 1700000000\nb{x=\"2\"} 3\nc NaN\nbad\nd 1.5e3\n"))
+	m, err := check.ParseMetrics([]byte("# HELP a\n# TYPE a gauge\na 1\n# TYPE b counter\nb{x=\"1\",y=\"}\"} 2 1700000000\nb{x=\"2\"} 3\nc NaN\nd 1.5e3\n"))
+	require.NoError(t, err)
 	require.Equal(t, 1.0, m["a"])
 	require.Equal(t, 5.0, m["b"])
 	require.Equal(t, 1500.0, m["d"])
 	require.True(t, m.Has("c"))
-	require.False(t, m.Has("bad"))
+	require.False(t, m.Has("e"))
+	_, err = check.ParseMetrics([]byte("a 1\nbad line\n"))
+	require.Error(t, err)
 }
 
 func syncStatus(t *testing.T, result, repoError string) *corev1.ConfigMap {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,8 +28,13 @@ const (
 	MetricCacheCapacity     = "connected_registry_cache_capacity_bytes"
 )
 
-// MetricsPort is the name of the Service port that serves the metrics.
-const MetricsPort = "metrics"
+// MetricsPort and GateMetricsPort name the ports of the release's metrics Service (metrics.enabled): the
+// tls-reloader's (node trust, sync status, certificates, and the registry's own) and the parent gate's (parent
+// reachable, fetches, cache volume), each serving /metrics.
+const (
+	MetricsPort     = "metrics"
+	GateMetricsPort = "gate-metrics"
+)
 
 // DefaultProbeRepository is the repository the parent probe names when neither Checker.ProbeRepository nor the
 // pre-sync names one. Any repository answers whether the parent is reachable; whether the sync token is accepted
@@ -58,55 +64,72 @@ type scrape struct {
 	why string
 }
 
-// scrapeMetrics reads the metrics port of the release's Service, once.
+// scrapeMetrics reads every metrics port of the release's metrics Service, once, into one set of samples.
 func (c *Checker) scrapeMetrics(ctx context.Context) *scrape {
 	if c.metrics != nil {
 		return c.metrics
 	}
 	c.metrics = &scrape{why: "the Service has no port named " + MetricsPort + " (metrics.enabled=false)"}
-	svc := c.metricsService(ctx)
+	svc, ports := c.metricsService(ctx)
 	switch {
 	case svc == "":
+		return c.metrics
 	case c.Proxy == nil:
 		c.metrics.why = "no service proxy to scrape the metrics through"
-	default:
-		resp, err := c.Proxy.Get(ctx, c.Namespace, "http", svc, MetricsPort, "/metrics", nil)
-		switch {
-		case err != nil:
+		return c.metrics
+	}
+	all := Metrics{}
+	for _, port := range ports {
+		resp, err := c.Proxy.Get(ctx, c.Namespace, "http", svc, port, "/metrics", nil)
+		if err == nil && resp.Status != http.StatusOK {
+			err = fmt.Errorf("the %s port of Service %s answered %d %s", port, svc, resp.Status, oneLine(string(resp.Body), 200))
+		}
+		var m Metrics
+		if err == nil {
+			if m, err = ParseMetrics(resp.Body); err != nil {
+				err = fmt.Errorf("the %s port of Service %s: %w", port, svc, err)
+			}
+		}
+		if err != nil {
 			c.metrics.why = err.Error()
-		case resp.Status != http.StatusOK:
-			c.metrics.why = fmt.Sprintf("the metrics port of Service %s answered %d %s", svc, resp.Status, oneLine(string(resp.Body), 200))
-		default:
-			c.metrics = &scrape{metrics: ParseMetrics(resp.Body)}
+			return c.metrics
+		}
+		for k, v := range m {
+			all[k] += v
 		}
 	}
+	c.metrics = &scrape{metrics: all}
 	return c.metrics
 }
 
-// metricsService is the release's Service with a port named metrics, or "".
-func (c *Checker) metricsService(ctx context.Context) string {
-	has := func(s *corev1.Service) bool {
+// metricsService is the release's Service with a port named metrics, and the metrics ports it has; "" if none.
+func (c *Checker) metricsService(ctx context.Context) (string, []string) {
+	ports := func(s *corev1.Service) []string {
+		var names []string
 		for _, p := range s.Spec.Ports {
-			if p.Name == MetricsPort {
-				return true
+			if p.Name == MetricsPort || p.Name == GateMetricsPort {
+				names = append(names, p.Name)
 			}
 		}
-		return false
+		if !slices.Contains(names, MetricsPort) {
+			return nil
+		}
+		return names
 	}
-	if s := c.target.service; s != nil && has(s) {
-		return s.Name
+	if s := c.target.service; s != nil && ports(s) != nil {
+		return s.Name, ports(s)
 	}
 	sel := labels.SelectorFromSet(labels.Set{"app.kubernetes.io/instance": c.Release}).String()
 	list, err := c.Client.CoreV1().Services(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		return ""
+		return "", nil
 	}
 	for i := range list.Items {
-		if has(&list.Items[i]) {
-			return list.Items[i].Name
+		if p := ports(&list.Items[i]); p != nil {
+			return list.Items[i].Name, p
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // parent: the registry reaches its parent and the parent accepts the sync token. The probe asks the registry,

@@ -1,16 +1,16 @@
 package check
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"k8s.io/client-go/rest"
 )
 
@@ -71,42 +71,32 @@ func (p *Proxy) Get(ctx context.Context, namespace, scheme, service, port, path 
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
-// Metrics are the samples of one scrape in Prometheus' text format, summed per metric name (labels dropped).
+// Metrics are the samples of one scrape, summed per metric name (labels dropped).
 type Metrics map[string]float64
 
-// ParseMetrics reads the text exposition format: one sample a line, `name{labels} value [timestamp]`; comments
-// and lines that do not parse are skipped.
-func ParseMetrics(data []byte) Metrics {
-	m := Metrics{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		name, rest := l, ""
-		if i := strings.IndexAny(l, "{ \t"); i >= 0 {
-			name, rest = l[:i], l[i:]
-		}
-		if strings.HasPrefix(rest, "{") {
-			end := strings.LastIndex(rest, "}")
-			if end < 0 {
-				continue
-			}
-			rest = rest[end+1:]
-		}
-		fields := strings.Fields(rest)
-		if name == "" || len(fields) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			continue
-		}
-		m[name] += v
+// ParseMetrics reads Prometheus' text exposition format with the Prometheus parser.
+func ParseMetrics(data []byte) (Metrics, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("parsing the metrics: %w", err)
 	}
-	return m
+	m := Metrics{}
+	for name, f := range families {
+		for _, s := range f.GetMetric() {
+			switch {
+			case s.Gauge != nil:
+				m[name] += s.GetGauge().GetValue()
+			case s.Counter != nil:
+				m[name] += s.GetCounter().GetValue()
+			case s.Untyped != nil:
+				m[name] += s.GetUntyped().GetValue()
+			default:
+				m[name] += 0 // a summary or histogram: present, no single value
+			}
+		}
+	}
+	return m, nil
 }
 
 // Has reports whether the scrape held the metric.
