@@ -10,8 +10,8 @@ import (
 // Image is what eviction removes or keeps as one: a root manifest (one no other manifest of its repository
 // names) and the manifests it names.
 type Image struct {
-	Repository string `json:"repository"`
-	Digest     string `json:"digest"`
+	Repository string   `json:"repository"`
+	Digest     string   `json:"digest"`
 	Tags       []string `json:"tags,omitempty"`
 	// LastPull is the last recorded pull of the image, its tags or its manifests.
 	LastPull time.Time `json:"lastPull"`
