@@ -29,7 +29,8 @@ const (
 // ParentGateOptions runs the parent gate in the registry's pod: the registry's remoteurl, which forwards its
 // reads to the parent, its token endpoint and its storage hosts (see package parentgate).
 type ParentGateOptions struct {
-	*Common
+	// gatePulls keeps the registry's pull records for the bounded cache (cmd_parent_gate_pulls.go).
+	gatePulls
 	// Listen is the loopback address the registry's remoteurl names.
 	Listen string
 	// Parent is the parent's URL.
@@ -79,6 +80,7 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.UpstreamProxy, "upstream-proxy", "HTTPS_PROXY", "",
 		"outbound proxy (http:// or https:// URL) to reach the parent through; empty connects directly")
 	fs.StringVar(&o.NoProxy, "no-proxy", "NO_PROXY", "", "hosts the outbound proxy is not used for, as NO_PROXY")
+	o.addPullFlags(fs)
 }
 
 // Complete checks the options. No message repeats the outbound proxy's URL: it may hold a password.
@@ -121,7 +123,7 @@ func (o *ParentGateOptions) Complete() error {
 		}
 		o.proxy = p
 	}
-	return nil
+	return o.completePulls()
 }
 
 // Run serves until ctx ends.
@@ -156,6 +158,7 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("listening on --listen %s: %w", o.Listen, err)
 	}
 	srv := g.Server()
+	srv.Handler = o.withPulls(ctx, srv.Handler)
 	proxy := "none"
 	if o.proxy != nil {
 		proxy = o.proxy.Redacted()
