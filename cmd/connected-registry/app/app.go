@@ -117,7 +117,9 @@ func commands() []command {
 		{
 			name:    "parent-gate",
 			summary: "next to the registry: its remoteurl, forwarding its reads to the parent, the parent's token endpoint and storage hosts, with bounded waits and shared blob fetches",
-			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{gatePulls: gatePulls{KubeOptions: KubeOptions{Common: c}}} },
+			new: func(_ Streams, c *Common) Options {
+				return &ParentGateOptions{gatePulls: gatePulls{KubeOptions: KubeOptions{Common: c}}}
+			},
 		},
 		{
 			name:    "sync",
