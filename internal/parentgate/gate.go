@@ -78,6 +78,10 @@ type Gate struct {
 	Upstream func(target string) (*url.URL, error)
 	// Log receives the gate's reports; nil discards them.
 	Log *slog.Logger
+	// Space, when set, is the registry's cache volume: a HEAD of a blob that would not fit is answered 507, logged
+	// once with FullHint, the value that fixes it (space.go).
+	Space    Space
+	FullHint string
 
 	mu      sync.Mutex
 	flights map[string]*flight       // shared blob fetches, by flightKey
@@ -92,6 +96,7 @@ type Gate struct {
 	spooled atomic.Int64 // bytes reserved by spooled blobs
 
 	tokens tokenCache
+	full   fullReport
 
 	clientOnce sync.Once
 	client     *http.Client

@@ -31,6 +31,8 @@ const (
 type ParentGateOptions struct {
 	// gatePulls keeps the registry's pull records for the bounded cache (cmd_parent_gate_pulls.go).
 	gatePulls
+	// gateSpace refuses blobs a full cache volume cannot hold (cmd_parent_gate_space.go).
+	gateSpace
 	// Listen is the loopback address the registry's remoteurl names.
 	Listen string
 	// Parent is the parent's URL.
@@ -81,6 +83,7 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 		"outbound proxy (http:// or https:// URL) to reach the parent through; empty connects directly")
 	fs.StringVar(&o.NoProxy, "no-proxy", "NO_PROXY", "", "hosts the outbound proxy is not used for, as NO_PROXY")
 	o.addPullFlags(fs)
+	o.addSpaceFlags(fs)
 }
 
 // Complete checks the options. No message repeats the outbound proxy's URL: it may hold a password.
@@ -123,6 +126,9 @@ func (o *ParentGateOptions) Complete() error {
 		}
 		o.proxy = p
 	}
+	if err := o.completeSpace(); err != nil {
+		return err
+	}
 	return o.completePulls()
 }
 
@@ -146,7 +152,9 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 		Upstream: func(target string) (*url.URL, error) {
 			return proxyFor(&url.URL{Scheme: "https", Host: target})
 		},
-		Log: log,
+		Log:      log,
+		Space:    o.space(),
+		FullHint: o.fullHint(),
 	}
 	if o.ShareFetches {
 		if err := g.Sweep(); err != nil {
