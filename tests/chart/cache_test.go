@@ -56,7 +56,25 @@ func TestCacheUnboundedByDefault(t *testing.T) {
 	inits, _ := namedList(podSpec(t, res)["initContainers"])
 	for _, a := range argsOf(inits["parent-gate"]) {
 		require.NotContains(t, a, "--pulls-configmap")
+		require.NotContains(t, a, "--cache-max-size")
 	}
+}
+
+// TestGateWatchesTheCacheVolume: the parent gate mounts the cache volume read-only, to refuse a blob the volume
+// cannot hold and to name the values that fix it.
+func TestGateWatchesTheCacheVolume(t *testing.T) {
+	t.Parallel()
+	res, err := render(t, with(map[string]any{"pvc": map[string]any{"storageRequest": "200Gi"}}))
+	require.NoError(t, err)
+	inits, _ := namedList(podSpec(t, res)["initContainers"])
+	gate := inits["parent-gate"]
+	require.Subset(t, argsOf(gate), []string{"--cache-dir=/var/lib/registry", "--volume-size=200Gi"})
+	require.Contains(t, gate["volumeMounts"], map[string]any{"name": "data", "mountPath": "/var/lib/registry", "readOnly": true})
+
+	res, err = render(t, cacheOn(nil))
+	require.NoError(t, err)
+	inits, _ = namedList(podSpec(t, res)["initContainers"])
+	require.Contains(t, argsOf(inits["parent-gate"]), "--cache-max-size=400Gi")
 }
 
 // TestCacheBoundedRender: with registry.cache.maxSize, the registry notifies the parent gate of every manifest

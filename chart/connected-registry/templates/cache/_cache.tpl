@@ -9,6 +9,14 @@ Distribution's garbage collection frees the blobs no manifest left names.
 {{- and (ne .v.registry.engine "acr") (not (empty (toString (.v.registry.cache.maxSize | default "")))) }}
 {{- end }}
 
+{{- /*
+cr.cache.onVolume is "true" when the registry's cache is on the PVC (the pvc storage), which the parent gate mounts
+read-only to refuse a blob it cannot hold. Argument: the context of cr.values.
+*/}}
+{{- define "cr.cache.onVolume" -}}
+{{- and (ne .v.registry.engine "acr") (eq ((.v.storage | default dict).type | default "pvc") "pvc") }}
+{{- end }}
+
 {{- /* cr.cache.registryAddr: the eviction Job's own registry, on its pod's loopback only. */}}
 {{- define "cr.cache.registryAddr" -}}
 127.0.0.1:5002

@@ -470,6 +470,15 @@ outbound proxy's URL from the proxy Secret.
     - --spool-dir=/var/spool/parent-gate
     - --spool-budget={{ $parent.gate.spoolSize }}
     {{- end }}
+    {{- if eq (include "cr.cache.onVolume" .) "true" }}
+    # The cache volume, read-only: a blob the registry lacks that the volume cannot hold is refused before its
+    # bytes move, and logged once with the value that fixes it.
+    - --cache-dir=/var/lib/registry
+    - --volume-size={{ .v.pvc.storageRequest }}
+    {{- with .v.registry.cache.maxSize }}
+    - --cache-max-size={{ . }}
+    {{- end }}
+    {{- end }}
     {{- if eq (include "cr.cache.enabled" .) "true" }}
     # registry.cache.maxSize: the registry's notifications of every manifest pulled come to the gate, which keeps
     # the last pull of each in this ConfigMap for the eviction.
@@ -501,8 +510,13 @@ outbound proxy's URL from the proxy Secret.
     {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
   resources:
     {{- toYaml $parent.gate.resources | nindent 4 }}
-  {{- if or .caBundle $parent.shareFetches (eq (include "cr.cache.enabled" .) "true") }}
+  {{- if or .caBundle $parent.shareFetches (eq (include "cr.cache.enabled" .) "true") (eq (include "cr.cache.onVolume" .) "true") }}
   volumeMounts:
+    {{- if eq (include "cr.cache.onVolume" .) "true" }}
+    - name: data
+      mountPath: /var/lib/registry
+      readOnly: true
+    {{- end }}
     {{- if eq (include "cr.cache.enabled" .) "true" }}
     {{- include "cr.apiTokenMount" . | nindent 4 }}
     {{- end }}
