@@ -150,7 +150,12 @@ func TestCacheEviction(t *testing.T) {
 	kubeconfig, err := api.WriteKubeconfig(dir)
 	must(t, err)
 	// 8 MiB and a little of layers; 5.5 MiB makes the eviction take old:1 (2 MiB freed) and mid:1 (2 MiB more).
-	res := renderCache(t, par, ca, "5632Ki")
+	res := renderCache(t, par, ca, map[string]any{
+		"registry.cache.maxSize": "5632Ki",
+		"sync": map[string]any{"enabled": true, "repositories": []any{
+			map[string]any{"name": "cache/synced", "tags": []any{"v1"}},
+		}},
+	})
 	for _, name := range []string{cachePullsCM, cacheStatusCM} {
 		cm, ok := res.Find("ConfigMap", name)
 		if !ok {
@@ -262,24 +267,24 @@ func configMapOf(t *testing.T, obj map[string]any) *corev1.ConfigMap {
 	return cm
 }
 
-// renderCache renders the chart for the ACR-like parent with registry.cache.maxSize and a pre-sync of
-// cache/synced:v1, with a certificate of the test CA for the registry.
-func renderCache(t *testing.T, par *acrparent.Parent, ca *testCA, maxSize string) *chartrender.Result {
+// renderCache renders the chart for the ACR-like parent, with a certificate of the test CA for the registry and
+// the values given.
+func renderCache(t *testing.T, par *acrparent.Parent, ca *testCA, values map[string]any) *chartrender.Result {
 	t.Helper()
 	certPEM, keyPEM := ca.issue(t, "cr-connected-registry", []net.IP{net.ParseIP(clusterIP)}, []string{"cr-connected-registry"})
+	vals := map[string]any{
+		"connectionString":         par.ConnectionString("cr"),
+		"tls.crt":                  base64.StdEncoding.EncodeToString(certPEM),
+		"tls.key":                  base64.StdEncoding.EncodeToString(keyPEM),
+		"tls.cacrt":                base64.StdEncoding.EncodeToString(ca.CertPEM),
+		"registry.parent.caBundle": string(ca.CertPEM),
+	}
+	for k, v := range values {
+		vals[k] = v
+	}
 	res, err := chartrender.Render(chartrender.Options{
-		Set: []string{"service.clusterIP=" + clusterIP, "cert-manager.enabled=false", "cert-manager.install=false"},
-		Values: map[string]any{
-			"connectionString":         par.ConnectionString("cr"),
-			"tls.crt":                  base64.StdEncoding.EncodeToString(certPEM),
-			"tls.key":                  base64.StdEncoding.EncodeToString(keyPEM),
-			"tls.cacrt":                base64.StdEncoding.EncodeToString(ca.CertPEM),
-			"registry.parent.caBundle": string(ca.CertPEM),
-			"registry.cache.maxSize":   maxSize,
-			"sync": map[string]any{"enabled": true, "repositories": []any{
-				map[string]any{"name": "cache/synced", "tags": []any{"v1"}},
-			}},
-		},
+		Set:    []string{"service.clusterIP=" + clusterIP, "cert-manager.enabled=false", "cert-manager.install=false"},
+		Values: vals,
 	})
 	if err != nil {
 		t.Fatalf("rendering the chart: %v", err)
@@ -290,7 +295,13 @@ func renderCache(t *testing.T, par *acrparent.Parent, ca *testCA, maxSize string
 // startCachePod runs the chart's registry pod with productEnv added to the product's containers.
 func startCachePod(t *testing.T, res *chartrender.Result, registryBin, productBin string, ca *testCA, productEnv []string) *pod {
 	t.Helper()
-	p, err := podemu.New(res, podemu.Options{Dir: t.TempDir(), RegistryBin: registryBin, ProductBin: productBin,
+	return startCachePodIn(t, t.TempDir(), res, registryBin, productBin, ca, productEnv)
+}
+
+// startCachePodIn is startCachePod in dir, whose volumes/data may be a volume the test prepared.
+func startCachePodIn(t *testing.T, dir string, res *chartrender.Result, registryBin, productBin string, ca *testCA, productEnv []string) *pod {
+	t.Helper()
+	p, err := podemu.New(res, podemu.Options{Dir: dir, RegistryBin: registryBin, ProductBin: productBin,
 		Port: freePort(t), Logf: t.Logf, ProductEnv: productEnv})
 	must(t, err)
 	pd := &pod{Pod: p}
