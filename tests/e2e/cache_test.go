@@ -256,9 +256,12 @@ func runCronJobOnce(t *testing.T, ctx context.Context, ns, cronJob string, timeo
 	t.Helper()
 	cj, err := env.Client.BatchV1().CronJobs(ns).Get(ctx, cronJob, metav1.GetOptions{})
 	require.NoError(t, err)
+	// Owned by the CronJob, as kubectl create job --from=cronjob makes it: uninstall then deletes it with the
+	// CronJob, and its pod lets go of the cache's claim.
 	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: cronJob + "-manual", Namespace: ns, Labels: cj.Spec.JobTemplate.Labels},
-		Spec:       cj.Spec.JobTemplate.Spec,
+		ObjectMeta: metav1.ObjectMeta{Name: cronJob + "-manual", Namespace: ns, Labels: cj.Spec.JobTemplate.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(cj, batchv1.SchemeGroupVersion.WithKind("CronJob"))}},
+		Spec: cj.Spec.JobTemplate.Spec,
 	}
 	_, err = env.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 	require.NoError(t, err)
