@@ -77,6 +77,7 @@ func TestFullCacheVolume(t *testing.T) {
 		t.Errorf("the parent sent the layer that cannot be stored %d times, want never", n)
 	}
 	gateLog := pd.sidecarOutput("parent-gate")
+	t.Logf("the parent gate:\n%s", gateLog)
 	if n := strings.Count(gateLog, "the registry's cache volume is full"); n != 1 {
 		t.Errorf("the parent gate reported the full volume %d times, want once:\n%s", n, gateLog)
 	}
