@@ -257,6 +257,9 @@ func (g *Gate) forwardAlone(w http.ResponseWriter, r *http.Request, out *http.Re
 // stream sends resp to the registry as it arrives, and closes it; cancel ends resp's request.
 func (g *Gate) stream(w http.ResponseWriter, r *http.Request, resp *http.Response, cancel context.CancelFunc) {
 	defer resp.Body.Close()
+	if !g.checkSpace(w, r, resp) {
+		return
+	}
 	body, stop := g.body(resp, r.URL.Path, cancel)
 	defer stop()
 	copyHeader(w.Header(), resp.Header)

@@ -80,6 +80,10 @@ type Gate struct {
 	Log *slog.Logger
 	// Metrics receives the gate's counts (NewMetrics); nil counts nothing.
 	Metrics *Metrics
+	// Space, when set, is the registry's cache volume: a HEAD of a blob that would not fit is answered 507, logged
+	// once with FullHint, the value that fixes it (space.go).
+	Space    Space
+	FullHint string
 
 	mu      sync.Mutex
 	flights map[string]*flight       // shared blob fetches, by flightKey
@@ -94,6 +98,7 @@ type Gate struct {
 	spooled atomic.Int64 // bytes reserved by spooled blobs
 
 	tokens tokenCache
+	full   fullReport
 
 	clientOnce sync.Once
 	client     *http.Client

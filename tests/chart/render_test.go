@@ -438,7 +438,8 @@ func TestParentGateModes(t *testing.T) {
 		require.Equal(t, "http://127.0.0.1:5128", remote)
 		require.Equal(t, map[string]string{"parent-gate": "", "--listen": "127.0.0.1:5128", "--response-timeout": "1500ms",
 			"--dial-timeout": "1500ms", "--parent": parent, "--body-timeout": "15s", "--share-fetches": "true",
-			"--spool-dir": "/var/spool/parent-gate", "--spool-budget": "4Gi", "--log-level": "info"}, gate)
+			"--spool-dir": "/var/spool/parent-gate", "--spool-budget": "4Gi", "--log-level": "info",
+			"--cache-dir": "/var/lib/registry", "--volume-size": "500Gi"}, gate)
 		d, _ := res.Find("Deployment", "cr-connected-registry")
 		require.Contains(t, d.YAML, "- name: gate-spool\n              mountPath: /var/spool/parent-gate")
 		require.Contains(t, d.YAML, "- name: gate-spool\n          emptyDir:\n            sizeLimit: 4Gi", "the spool is a volume of its own, bounded")

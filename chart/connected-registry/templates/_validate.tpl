@@ -204,6 +204,7 @@ through the bundle's cert-manager subchart (our own images fail in cr.imageRef w
 
 {{- /* The scheduled pre-sync (templates/sync/_sync.tpl). */}}
 {{- include "cr.sync.validate" . }}
+{{- include "cr.cache.validate" . }}
 
 {{- /* Client authentication. */}}
 {{- $ct := $v.clientTokens | default dict }}

@@ -117,12 +117,19 @@ func commands() []command {
 		{
 			name:    "parent-gate",
 			summary: "next to the registry: its remoteurl, forwarding its reads to the parent, the parent's token endpoint and storage hosts, with bounded waits and shared blob fetches",
-			new:     func(_ Streams, c *Common) Options { return &ParentGateOptions{Common: c} },
+			new: func(_ Streams, c *Common) Options {
+				return &ParentGateOptions{gatePulls: gatePulls{KubeOptions: KubeOptions{Common: c}}}
+			},
 		},
 		{
 			name:    "sync",
 			summary: "make the registry hold the selected repositories, tags and platforms, fetched through it, and report what it holds in the status ConfigMap",
 			new:     func(_ Streams, c *Common) Options { return &SyncOptions{KubeOptions: KubeOptions{Common: c}} },
+		},
+		{
+			name:    "evict",
+			summary: "bound the cache: delete the least recently pulled images pre-sync does not keep, through the eviction Job's own registry, before its garbage collection",
+			new:     func(_ Streams, c *Common) Options { return &EvictOptions{KubeOptions: KubeOptions{Common: c}} },
 		},
 		{
 			name:    "pull-check",

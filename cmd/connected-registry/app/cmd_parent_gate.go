@@ -30,7 +30,10 @@ const (
 // ParentGateOptions runs the parent gate in the registry's pod: the registry's remoteurl, which forwards its
 // reads to the parent, its token endpoint and its storage hosts (see package parentgate).
 type ParentGateOptions struct {
-	*Common
+	// gatePulls keeps the registry's pull records for the bounded cache (cmd_parent_gate_pulls.go).
+	gatePulls
+	// gateSpace refuses blobs a full cache volume cannot hold (cmd_parent_gate_space.go).
+	gateSpace
 	// Listen is the loopback address the registry's remoteurl names.
 	Listen string
 	// Parent is the parent's URL.
@@ -48,13 +51,13 @@ type ParentGateOptions struct {
 	// UpstreamProxy and NoProxy send the gate's own traffic through an outbound proxy, as HTTPS_PROXY and
 	// NO_PROXY would the registry's.
 	UpstreamProxy, NoProxy string
-	// MetricsAddr serves the gate's metrics at /metrics; empty serves none. CacheDir is the registry's storage
-	// volume, whose use the metrics report; ProbeInterval is how often a parent the registry did not ask is
+	// MetricsAddr serves the gate's metrics at /metrics; empty serves none. The cache volume's use and size
+	// (gateSpace's CacheDir) are metrics too. ProbeInterval is how often a parent the registry did not ask is
 	// probed, so the metrics follow it.
-	MetricsAddr, CacheDir string
-	ProbeInterval         time.Duration
-	budget                int64
-	proxy                 *url.URL
+	MetricsAddr   string
+	ProbeInterval time.Duration
+	budget        int64
+	proxy         *url.URL
 }
 
 // AddFlags registers the flags.
@@ -87,10 +90,10 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.NoProxy, "no-proxy", "NO_PROXY", "", "hosts the outbound proxy is not used for, as NO_PROXY")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", p+"METRICS_ADDR", "",
 		"address to serve the gate's Prometheus metrics on, at /metrics (the pod's address, :9091); empty serves none")
-	fs.StringVar(&o.CacheDir, "cache-dir", p+"CACHE_DIR", "",
-		"the registry's storage volume, mounted read-only: its use and size are metrics; empty reports none")
 	fs.DurationVar(&o.ProbeInterval, "probe-interval", p+"PROBE_INTERVAL", 30*time.Second,
 		"with --metrics-addr, how often to ask the parent for /v2/ when the registry has not heard from it, so connected_registry_parent_up follows it; 0 never probes")
+	o.addPullFlags(fs)
+	o.addSpaceFlags(fs)
 }
 
 // Complete checks the options. No message repeats the outbound proxy's URL: it may hold a password.
@@ -136,7 +139,10 @@ func (o *ParentGateOptions) Complete() error {
 		}
 		o.proxy = p
 	}
-	return nil
+	if err := o.completeSpace(); err != nil {
+		return err
+	}
+	return o.completePulls()
 }
 
 // Run serves until ctx ends.
@@ -159,7 +165,9 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 		Upstream: func(target string) (*url.URL, error) {
 			return proxyFor(&url.URL{Scheme: "https", Host: target})
 		},
-		Log: log,
+		Log:      log,
+		Space:    o.space(),
+		FullHint: o.fullHint(),
 	}
 	if o.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -187,6 +195,7 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("listening on --listen %s: %w", o.Listen, err)
 	}
 	srv := g.Server()
+	srv.Handler = o.withPulls(ctx, srv.Handler)
 	proxy := "none"
 	if o.proxy != nil {
 		proxy = o.proxy.Redacted()

@@ -53,6 +53,9 @@ type Options struct {
 	External map[string]map[string]string
 	// Port is the port of 127.0.0.1 the registry's HTTPS listener (http.addr) moves to.
 	Port int
+	// ProductEnv is added to the environment of every container that runs the connected-registry binary, such as
+	// KUBECONFIG for a stand-in API server.
+	ProductEnv []string
 	// Logf, if not nil, receives what the init containers print and what the tls-reloader stand-in did.
 	Logf func(format string, args ...any)
 }
@@ -171,7 +174,8 @@ func (p *Pod) productCommand(c map[string]any) (Command, error) {
 		return Command{}, err
 	}
 	args := remapArgs(mounts, stringSlice(c["args"]))
-	return Command{Name: name, Bin: p.opts.ProductBin, Args: args, Env: append([]string{"PATH=" + os.Getenv("PATH")}, env...)}, nil
+	env = append(append([]string{"PATH=" + os.Getenv("PATH")}, env...), p.opts.ProductEnv...)
+	return Command{Name: name, Bin: p.opts.ProductBin, Args: args, Env: env}, nil
 }
 
 // runToCompletion runs an init container that is not a sidecar, as the kubelet does before the next.

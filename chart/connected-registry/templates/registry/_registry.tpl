@@ -493,7 +493,20 @@ outbound proxy's URL from the proxy Secret.
     {{- end }}
     {{- if .v.metrics.enabled }}
     - --metrics-addr=:{{ .v.metrics.gatePort }}
+    {{- end }}
+    {{- if eq (include "cr.cache.onVolume" .) "true" }}
+    # The cache volume, read-only: a blob the registry lacks that the volume cannot hold is refused before its
+    # bytes move, and logged once with the value that fixes it.
     - --cache-dir=/var/lib/registry
+    - --volume-size={{ .v.pvc.storageRequest }}
+    {{- with .v.registry.cache.maxSize }}
+    - --cache-max-size={{ . }}
+    {{- end }}
+    {{- end }}
+    {{- if eq (include "cr.cache.enabled" .) "true" }}
+    # registry.cache.maxSize: the registry's notifications of every manifest pulled come to the gate, which keeps
+    # the last pull of each in this ConfigMap for the eviction.
+    - --pulls-configmap={{ include "cr.fullname" .root }}-cache-pulls
     {{- end }}
     - --log-level={{ .v.logLevel }}
   {{- if .v.metrics.enabled }}
@@ -527,8 +540,17 @@ outbound proxy's URL from the proxy Secret.
     {{- include "cr.restrictedContainerSecurityContext" . | nindent 4 }}
   resources:
     {{- toYaml $parent.gate.resources | nindent 4 }}
-  {{- if or .caBundle $parent.shareFetches .v.metrics.enabled }}
+  {{- if or .caBundle $parent.shareFetches (eq (include "cr.cache.enabled" .) "true") (eq (include "cr.cache.onVolume" .) "true") }}
   volumeMounts:
+    {{- if eq (include "cr.cache.onVolume" .) "true" }}
+    # Read-only: a blob that would not fit is refused before its bytes move; its use and size are metrics.
+    - name: data
+      mountPath: /var/lib/registry
+      readOnly: true
+    {{- end }}
+    {{- if eq (include "cr.cache.enabled" .) "true" }}
+    {{- include "cr.apiTokenMount" . | nindent 4 }}
+    {{- end }}
     {{- if .caBundle }}
     - name: parent-ca
       mountPath: /etc/connected-registry/parent-ca
@@ -537,12 +559,6 @@ outbound proxy's URL from the proxy Secret.
     {{- if $parent.shareFetches }}
     - name: gate-spool
       mountPath: /var/spool/parent-gate
-    {{- end }}
-    {{- if .v.metrics.enabled }}
-    # Read-only, for the cache volume's use and size (statfs) in the metrics.
-    - name: data
-      mountPath: /var/lib/registry
-      readOnly: true
     {{- end }}
   {{- end }}
 {{- end }}
@@ -650,8 +666,14 @@ data:
     storage:
       filesystem:
         rootdirectory: /var/lib/registry
+      {{- if ne (include "cr.cache.enabled" .) "true" }}
       cache:
         blobdescriptor: inmemory
+      {{- else }}
+      # No blob descriptor cache with registry.cache.maxSize: the eviction's garbage collection deletes blobs
+      # behind this process's back, and a cached descriptor would make it answer 200 with no bytes for a collected
+      # blob instead of fetching it again from the parent.
+      {{- end }}
       maintenance:
         uploadpurging:
           enabled: true
@@ -706,6 +728,20 @@ data:
         enabled: true
         interval: 10s
         threshold: 3
+    {{- if eq (include "cr.cache.enabled" .) "true" }}
+    # registry.cache.maxSize: one event per manifest pulled (served from the cache or not) to the parent gate on
+    # the pod's loopback, which records when each was last pulled. Blob pulls and pushes are not sent.
+    notifications:
+      endpoints:
+        - name: parent-gate
+          url: "http://{{ include "cr.parentGateAddr" . }}/_gate/events"
+          timeout: 2s
+          threshold: 5
+          backoff: 5s
+          ignoredmediatypes: [application/octet-stream]
+          ignore:
+            actions: [push, delete, mount]
+    {{- end }}
     proxy:
       {{- if eq (include "cr.parentGate" .) "true" }}
       # The parent gate on the pod's loopback, in plain HTTP: it speaks TLS to {{ include "cr.parentURL" . }}.
