@@ -226,9 +226,6 @@ through the bundle's cert-manager subchart (our own images fail in cr.imageRef w
 {{- fail (printf "clientTokens.tokenLifetime=%s is shorter than 90s: the registry accepts a token up to 60s after its expiry claim, which must not lie before its issue; use 90s or more (5m is the default)" $ct.tokenLifetime) }}
 {{- end }}
 {{- end }}
-{{- if or (eq (int $ct.port) 443) (eq (int $ct.port) 80) }}
-{{- fail (printf "clientTokens.port=%v is taken by the registry on its Service: choose another port, such as 5001" $ct.port) }}
-{{- end }}
 {{- end }}
 {{- if and $v.httpEnabled (or $ct.enabled $v.registry.clientAuthSecret) (not $v.allowCredentialsOverHTTP) }}
 {{- $auth := ternary "clientTokens.enabled=true" "registry.clientAuthSecret" (not (empty $ct.enabled)) }}
