@@ -46,6 +46,11 @@ type TokenServerOptions struct {
 	registry    *url.URL
 	// HealthAddr serves /started once the key set is written and the tokens Secret read.
 	HealthAddr string
+	// PullSecret is the name of the pull Secrets written into PullSecretNamespaces from the client token's name
+	// and password in PullSecretCredentials (a Secret of this namespace); Server is the registry they name and
+	// PullSecretOwner the release (<namespace>/<release>) marked on them.
+	PullSecret, PullSecretCredentials, Server, PullSecretOwner string
+	PullSecretNamespaces                                       []string
 }
 
 // AddFlags registers the flags.
@@ -67,6 +72,13 @@ func (o *TokenServerOptions) AddFlags(fs *FlagSet) {
 		"rotate the signing key this often, once the registry trusts the next key (it reads its key set only when it starts); 0 rotates at pod start only")
 	fs.StringVar(&o.RegistryURL, "registry-url", p+"REGISTRY_URL", "https://127.0.0.1:5443/v2/", "the registry's /v2/ in the pod: the front passes requests to its host, a rotation asks it first")
 	fs.StringVar(&o.HealthAddr, "health-addr", p+"HEALTH_ADDR", ":8083", "address of /started for the startup probe; empty serves none")
+	fs.ListVar(&o.PullSecretNamespaces, "pull-secret-namespaces", p+"PULL_SECRET_NAMESPACES", nil,
+		"namespaces to write a kubernetes.io/dockerconfigjson pull Secret into, comma-separated (none: write none)")
+	fs.StringVar(&o.PullSecret, "pull-secret", p+"PULL_SECRET", "connected-registry-pull", "name of the pull Secret in each of --pull-secret-namespaces")
+	fs.StringVar(&o.PullSecretCredentials, "pull-secret-credentials", p+"PULL_SECRET_CREDENTIALS", "",
+		"Secret of this namespace with keys username and password: the client token the pull Secrets hold")
+	fs.StringVar(&o.Server, "server", p+"SERVER", "", "the registry the pull Secrets name, <clusterIP>:443; empty: --service")
+	fs.StringVar(&o.PullSecretOwner, "pull-secret-owner", p+"PULL_SECRET_OWNER", "", "the release, <namespace>/<release>, marked on the pull Secrets it writes (required with --pull-secret-namespaces)")
 }
 
 // Complete checks the flags and builds the API client.
@@ -80,6 +92,12 @@ func (o *TokenServerOptions) Complete() error {
 	}
 	if o.FailEvery <= 0 || o.FailBurst <= 0 {
 		return usageErrorf("--fail-every and --fail-burst must be positive")
+	}
+	if len(o.PullSecretNamespaces) > 0 && (o.PullSecretCredentials == "" || o.PullSecret == "" || o.PullSecretOwner == "") {
+		return usageErrorf("--pull-secret-namespaces needs --pull-secret-credentials, --pull-secret and --pull-secret-owner")
+	}
+	if o.Server == "" {
+		o.Server = o.Service
 	}
 	if o.RotateEvery < 0 {
 		return usageErrorf("--rotate-every must not be negative, got %s", o.RotateEvery)
@@ -148,6 +166,11 @@ func (o *TokenServerOptions) Run(ctx context.Context, out io.Writer) error {
 		FailEvery: o.FailEvery, FailBurst: o.FailBurst, Log: o.Log}
 	if err := clientauth.Watch(ctx, o.Client, o.Namespace, o.Secret, is, o.Log); err != nil {
 		return err
+	}
+	if len(o.PullSecretNamespaces) > 0 {
+		ps := &clientauth.PullSecrets{Client: o.Client, SourceNamespace: o.Namespace, Source: o.PullSecretCredentials,
+			Name: o.PullSecret, Server: o.Server, Namespaces: o.PullSecretNamespaces, Owner: o.PullSecretOwner}
+		go ps.Follow(ctx, time.Minute, o.Log)
 	}
 	var started atomic.Bool
 	stop, err := serveHealth(o.HealthAddr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

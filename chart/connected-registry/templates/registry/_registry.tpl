@@ -386,6 +386,12 @@ tls-reloader (it serves the registry's certificate) and before the registry (whi
     - --rotate-every={{ $ct.keyRotation }}
     - --registry-url=https://127.0.0.1:5443/v2/
     - --health-addr=:8083
+    {{- if $ct.pullSecret.namespaces }}
+    - --pull-secret-namespaces={{ join "," $ct.pullSecret.namespaces }}
+    - --pull-secret={{ $ct.pullSecret.name }}
+    - --pull-secret-credentials={{ $ct.pullSecret.credentialsSecret }}
+    - --pull-secret-owner={{ .root.Release.Namespace }}/{{ .root.Release.Name }}
+    {{- end }}
     - --log-level={{ .v.logLevel }}
   {{- with include "cr.extraEnv" . }}
   env:
