@@ -63,6 +63,8 @@ func TestPullSecretNamespaces(t *testing.T) {
 		assert.Contains(t, cargs, want)
 	}
 
+	assert.Contains(t, res.Notes, "site-a-token) into: app, web. Pods there pull with\n  imagePullSecrets: [{name: connected-registry-pull}]")
+
 	// Without namespaces, nothing of it.
 	res, err = render(t, tokensOn(nil))
 	require.NoError(t, err)
