@@ -20,8 +20,12 @@ import (
 	"github.com/connected-registry/connected-registry/tests/e2e/framework"
 )
 
-// childClusterIP is the nested (site) release's Service, beside the top release's framework.ClusterIP.
-const childClusterIP = "10.96.0.51"
+// childClusterIP and child2ClusterIP are the nested (site) releases' Services, beside the top release's
+// framework.ClusterIP.
+const (
+	childClusterIP  = "10.96.0.51"
+	child2ClusterIP = "10.96.0.52"
+)
 
 // TestClientTokensAndNestedRegistries walks issue 19's story with two releases and one helm CLI:
 //
@@ -34,14 +38,15 @@ const childClusterIP = "10.96.0.51"
 //     from the top release, which fetches from the ACR-like parent; the child's pre-sync fills it through the top
 //     release.
 //  3. The ACR-like parent is stopped: both levels serve what they cached.
-//  4. The top release is uninstalled: the child still serves what it cached; the top release's pull Secret is
-//     gone from the application namespace. Then the child is uninstalled; neither leaves anything behind.
+//  4. The child is uninstalled: the top release still serves. A second child fills its cache through the top
+//     release; the top release is uninstalled: the second child still serves what it cached, and the top
+//     release's pull Secret is gone from the application namespace. No release leaves anything behind.
 func TestClientTokensAndNestedRegistries(t *testing.T) {
 	requireEnv(t)
 	ctx := context.Background()
 	inst := framework.CLIInstaller("helm4")
-	topNS, siteNS, appNS := "cr-e2e-nested-top", "cr-e2e-nested-site", "cr-e2e-nested-app"
-	topHost, childHost := framework.RegistryHost, net.JoinHostPort(childClusterIP, "443")
+	topNS, siteNS, site2NS, appNS := "cr-e2e-nested-top", "cr-e2e-nested-site", "cr-e2e-nested-site2", "cr-e2e-nested-app"
+	topHost, childHost, child2Host := framework.RegistryHost, net.JoinHostPort(childClusterIP, "443"), net.JoinHostPort(child2ClusterIP, "443")
 	hello := "/" + framework.HelloImage
 	const presyncRepo = "testdata/nested"
 	syncTag := "nested-" + inst.Name()
@@ -61,7 +66,7 @@ func TestClientTokensAndNestedRegistries(t *testing.T) {
 	installed := map[string]string{}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, ns := range []string{topNS, siteNS, appNS} {
+			for _, ns := range []string{topNS, siteNS, site2NS, appNS} {
 				env.Dump(context.Background(), ns)
 			}
 		}
@@ -128,34 +133,61 @@ func TestClientTokensAndNestedRegistries(t *testing.T) {
 	runPod(t, ctx, siteNS, "child-cached", childHost+hello, "", "")
 	runPod(t, ctx, siteNS, "child-presynced", childHost+"/"+presyncRepo+":"+syncTag, "", digest.String())
 
-	// 4. The top release goes: the child still serves its cache, and the top release's pull Secret is gone.
-	require.NoError(t, inst.Uninstall(ctx, env, "top", topNS))
-	delete(installed, "top")
-	_, err = env.Client.CoreV1().Secrets(appNS).Get(ctx, "connected-registry-pull", metav1.GetOptions{})
-	require.True(t, apierrors.IsNotFound(err), "the uninstall deletes the pull Secret it wrote: %v", err)
-	runPod(t, ctx, siteNS, "child-alone", childHost+"/"+presyncRepo+":"+syncTag, "", digest.String())
-	require.NoError(t, env.StartParentAgain(ctx))
-	parentUp = true
-
-	require.NoError(t, env.Client.CoreV1().Secrets(siteNS).Delete(ctx, "parent-credentials", metav1.DeleteOptions{}))
-	require.NoError(t, env.Client.CoreV1().Secrets(topNS).Delete(ctx, "parent-credentials", metav1.DeleteOptions{}))
-	for _, s := range []struct{ ns, name string }{{topNS, "client-tokens"}, {topNS, "node-token"}, {siteNS, "top-token"}} {
-		require.NoError(t, env.Client.CoreV1().Secrets(s.ns).Delete(ctx, s.name, metav1.DeleteOptions{}))
+	// 4. Uninstalling either release leaves the other working. The child goes first: the top release still
+	// serves its cache (the cloud parent is still down) to the application's pods.
+	for _, name := range []string{"parent-credentials", "top-token"} {
+		require.NoError(t, env.Client.CoreV1().Secrets(siteNS).Delete(ctx, name, metav1.DeleteOptions{}))
 	}
 	require.NoError(t, inst.Uninstall(ctx, env, "site", siteNS))
 	delete(installed, "site")
-	for _, ns := range []string{topNS, siteNS} {
-		var left []string
-		for deadline := time.Now().Add(time.Minute); ; {
-			left, err = env.Leftovers(ctx, ns)
-			require.NoError(t, err)
-			if len(left) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(time.Second)
-		}
-		require.Empty(t, left, "helm uninstall left objects behind in %s", ns)
+	requireNoLeftovers(t, ctx, siteNS)
+	runPod(t, ctx, appNS, "top-after-child", topHost+hello, "connected-registry-pull", "")
+
+	// A second child fills its cache through the top release; then the top release goes: the child still serves
+	// its cache, and the top release's pull Secret is gone from the application namespace.
+	site2, err := env.PrepareBYOCSiteAt(ctx, site2NS, "site2", child2ClusterIP, true)
+	require.NoError(t, err)
+	t.Cleanup(site2.Cleanup)
+	createSecret(t, ctx, site2NS, "top-token", map[string]string{"username": "site", "password": "site-pw"})
+	child2Values := writeValues(t, site2NS, map[string]any{
+		"registry": map[string]any{"parent": map[string]any{"url": "https://" + topHost, "credentialsSecret": "top-token"}}})
+	require.NoError(t, inst.Install(ctx, env, "site2", site2NS, []string{site2.ValuesFile, child2Values}))
+	installed["site2"] = site2NS
+	runPod(t, ctx, site2NS, "through-child2", child2Host+hello, "", "")
+	for _, name := range []string{"parent-credentials", "client-tokens", "node-token"} {
+		require.NoError(t, env.Client.CoreV1().Secrets(topNS).Delete(ctx, name, metav1.DeleteOptions{}))
 	}
+	require.NoError(t, inst.Uninstall(ctx, env, "top", topNS))
+	delete(installed, "top")
+	requireNoLeftovers(t, ctx, topNS)
+	_, err = env.Client.CoreV1().Secrets(appNS).Get(ctx, "connected-registry-pull", metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err), "the uninstall deletes the pull Secret it wrote: %v", err)
+	runPod(t, ctx, site2NS, "child2-alone", child2Host+hello, "", "")
+	require.NoError(t, env.StartParentAgain(ctx))
+	parentUp = true
+
+	for _, name := range []string{"parent-credentials", "top-token"} {
+		require.NoError(t, env.Client.CoreV1().Secrets(site2NS).Delete(ctx, name, metav1.DeleteOptions{}))
+	}
+	require.NoError(t, inst.Uninstall(ctx, env, "site2", site2NS))
+	delete(installed, "site2")
+	requireNoLeftovers(t, ctx, site2NS)
+}
+
+// requireNoLeftovers waits up to a minute for the namespace to hold nothing of an uninstalled release.
+func requireNoLeftovers(t *testing.T, ctx context.Context, ns string) {
+	t.Helper()
+	var left []string
+	for deadline := time.Now().Add(time.Minute); ; {
+		var err error
+		left, err = env.Leftovers(ctx, ns)
+		require.NoError(t, err)
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	require.Empty(t, left, "helm uninstall left objects behind in %s", ns)
 }
 
 func createSecret(t *testing.T, ctx context.Context, ns, name string, data map[string]string) {
