@@ -163,3 +163,12 @@ func ParseClients(data map[string][]byte) (Clients, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// CheckPassword reports whether password is the token's (a bcrypt comparison). It says nothing of a disabled
+// token: see Disabled.
+func (c Client) CheckPassword(password string) bool {
+	return bcrypt.CompareHashAndPassword(c.hash, []byte(password)) == nil
+}
+
+// Disabled reports whether the token is disabled.
+func (c Client) Disabled() bool { return c.disabled }

@@ -33,4 +33,10 @@ func AddFlags(fs *cli.FlagSet, c *Config) {
 		"trustDistribution.useNodeSelector: trust goes only to nodes labelled "+TrustNodeLabel)
 	fs.ListVar(&c.RegistryNodeSelector, "registry-node-selector", p+"REGISTRY_NODE_SELECTOR", nil,
 		"registry.nodeSelector as key=value items, comma-separated")
+	fs.StringVar(&c.ClientTokensSecret, "client-tokens-secret", p+"CLIENT_TOKENS_SECRET", "",
+		"clientTokens.secret when client tokens are on: the Secret of the client tokens; empty: client tokens are off")
+	fs.StringVar(&c.PullSecretCredentials, "pull-secret-credentials", p+"PULL_SECRET_CREDENTIALS", "",
+		"clientTokens.pullSecret.credentialsSecret: username and password of the client token the pull Secrets hold")
+	fs.ListVar(&c.PullSecretNamespaces, "pull-secret-namespaces", p+"PULL_SECRET_NAMESPACES", nil,
+		"clientTokens.pullSecret.namespaces, comma-separated")
 }

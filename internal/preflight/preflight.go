@@ -88,6 +88,13 @@ type Config struct {
 	UseNodeSelector   bool
 	// RegistryNodeSelector is registry.nodeSelector as key=value items.
 	RegistryNodeSelector []string
+
+	// ClientTokensSecret is clientTokens.secret when clientTokens.enabled, else empty.
+	ClientTokensSecret string
+	// PullSecretCredentials and PullSecretNamespaces are clientTokens.pullSecret.credentialsSecret and
+	// .namespaces.
+	PullSecretCredentials string
+	PullSecretNamespaces  []string
 }
 
 // Result is one check's verdict.
@@ -135,6 +142,7 @@ var checks = []check{
 	{"storage-class", checkStorageClass},
 	{"node-selector", checkNodeSelector},
 	{"pod-security", checkPodSecurity},
+	{"client-tokens", checkClientTokens},
 }
 
 // Names lists the checks in the order they run.

@@ -66,7 +66,7 @@ func registryConfig(t *testing.T, res *chartrender.Result) map[string]any {
 }
 
 // TestClientTokensRender: with client tokens, the registry's auth.token names the token server's realm on the
-// Service's clusterIP and port, trusts the key set the token server writes, and the token server runs as a
+// registry's own clusterIP and port 443 (the token server fronts the registry there), trusts the key set the token server writes, and the token server runs as a
 // native sidecar between the tls-reloader and the registry, reading only its Secret.
 func TestClientTokensRender(t *testing.T) {
 	t.Parallel()
@@ -75,7 +75,7 @@ func TestClientTokensRender(t *testing.T) {
 
 	auth := registryConfig(t, res)["auth"].(map[string]any)
 	require.Equal(t, map[string]any{"token": map[string]any{
-		"realm": "https://10.96.0.50:5001/token", "service": "10.96.0.50:443", "issuer": "connected-registry-token-server",
+		"realm": "https://10.96.0.50:443/token", "service": "10.96.0.50:443", "issuer": "connected-registry-token-server",
 		"jwks": "/etc/connected-registry/token-jwks/jwks.json", "signingalgorithms": []any{"ES256"},
 	}}, auth)
 
@@ -103,7 +103,10 @@ func TestClientTokensRender(t *testing.T) {
 	svc, ok := res.Find("Service", "cr-connected-registry")
 	require.True(t, ok)
 	ports, _ := namedList(svc.Object["spec"].(map[string]any)["ports"])
-	assert.Equal(t, map[string]any{"name": "token", "port": 5001.0, "targetPort": "token", "protocol": "TCP"}, ports["token"])
+	assert.Equal(t, map[string]any{"name": "https", "port": 443.0, "targetPort": "token", "protocol": "TCP"}, ports["https"],
+		"the Service's 443 reaches the token server's front, which answers /token and passes the rest to the registry")
+	assert.NotContains(t, ports, "token", "no second port: the realm is on the registry's own host:port")
+	assert.Contains(t, args, "--registry-url=https://127.0.0.1:5443/v2/", "the front passes requests to the registry's own listener")
 
 	role, ok := res.Find("Role", "cr-connected-registry")
 	require.True(t, ok)
@@ -120,7 +123,7 @@ func TestClientTokensIPv6Realm(t *testing.T) {
 	res, err := render(t, tokensOn(map[string]any{"service": map[string]any{"clusterIP": "fd00:10:96::50"}}))
 	require.NoError(t, err)
 	tok := registryConfig(t, res)["auth"].(map[string]any)["token"].(map[string]any)
-	assert.Equal(t, "https://[fd00:10:96::50]:5001/token", tok["realm"])
+	assert.Equal(t, "https://[fd00:10:96::50]:443/token", tok["realm"])
 	assert.Equal(t, "[fd00:10:96::50]:443", tok["service"])
 }
 
@@ -196,9 +199,6 @@ func TestClientAuthRenderErrors(t *testing.T) {
 		{"a token lifetime within Distribution's leeway should fail",
 			tokensOn(map[string]any{"clientTokens": map[string]any{"tokenLifetime": "60s"}}),
 			"clientTokens.tokenLifetime=60s is shorter than 90s"},
-		{"the token port on the registry's port should fail",
-			tokensOn(map[string]any{"clientTokens": map[string]any{"port": 443}}),
-			"clientTokens.port=443 is taken by the registry"},
 		{"a NetworkPolicy without node ranges should fail",
 			tokensOn(map[string]any{"networkPolicy": map[string]any{"enabled": true}}),
 			"networkPolicy.enabled=true needs networkPolicy.nodeCIDRs"},

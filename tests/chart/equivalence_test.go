@@ -86,7 +86,8 @@ func equivalenceMatrix(t *testing.T) []equivalenceCase {
 		"registry": map[string]any{"clientAuthSecret": "htpasswd", "parent": map[string]any{"caBundle": caBundle, "http2": true}}}, cm)
 	add("http-no-gate", map[string]any{"httpEnabled": true, "registry": parent(map[string]any{"responseTimeout": "0s"})}, cm)
 	add("client-tokens-network-policy", map[string]any{"clientTokens": map[string]any{"enabled": true, "secret": "cr-client-tokens",
-		"tokenLifetime": "10m", "keyRotation": "24h"}, "networkPolicy": map[string]any{"enabled": true, "nodeCIDRs": []any{"10.0.0.0/16"}}}, cm)
+		"tokenLifetime": "10m", "keyRotation": "24h", "pullSecret": map[string]any{"namespaces": []any{"app", "web"}, "name": "site-pull",
+			"credentialsSecret": "site-a-token"}}, "networkPolicy": map[string]any{"enabled": true, "nodeCIDRs": []any{"10.0.0.0/16"}}}, cm)
 	add("acr-proxy-ca", map[string]any{"registry": map[string]any{"engine": "acr", "parent": map[string]any{"caBundle": caBundle}},
 		"Azure": map[string]any{"proxySettings": proxy}}, cm)
 	add("acr-generated-no-trust", map[string]any{"registry": map[string]any{"engine": "acr", "mode": "ReadOnly"},

@@ -102,7 +102,7 @@ func TestNestedExample(t *testing.T) {
 	parent, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{load("parent.yaml")}})
 	require.NoError(t, err)
 	cfg := registryConfig(t, parent)
-	require.Equal(t, "https://10.96.0.60:5001/token", cfg["auth"].(map[string]any)["token"].(map[string]any)["realm"])
+	require.Equal(t, "https://10.96.0.60:443/token", cfg["auth"].(map[string]any)["token"].(map[string]any)["realm"])
 
 	child, err := chartrender.Render(chartrender.Options{ValuesFiles: []string{load("child.yaml")},
 		Values: map[string]any{"registry": map[string]any{"parent": map[string]any{"caBundle": "-----BEGIN CERTIFICATE-----\nPARENT\n-----END CERTIFICATE-----\n"}}}})

@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
@@ -39,16 +43,18 @@ func clientTokenEntry(t *testing.T, password, scope string) []byte {
 
 // startTokenServer runs the chart's token-server container in this process: the command's own flags, Complete
 // and Run, with the chart's arguments (remapped onto the pod's directories by podemu), and a fake API holding the
-// tokens Secret in place of the API server podemu has not.
-func startTokenServer(t *testing.T, c podemu.Command, cs *fake.Clientset) {
+// tokens Secret in place of the API server podemu has not. registryPort is where the registry's listener
+// (127.0.0.1:5443 in the pod) moved.
+func startTokenServer(t *testing.T, c podemu.Command, cs *fake.Clientset, registryPort int) {
 	t.Helper()
 	o := &app.TokenServerOptions{KubeOptions: app.KubeOptions{Common: &app.Common{Command: "token-server",
 		Log: slog.New(slog.NewTextHandler(&testWriter{t: t}, nil))}, Client: cs}}
 	fs := cli.NewFlagSet("token-server", cli.MapEnv(nil), io.Discard)
 	o.AddFlags(fs)
 	fs.StringVar(&o.LogLevel, "log-level", "", "info", "registered by Execute for every command")
-	// The health port is fixed in the pod; here tests run side by side.
-	must(t, fs.Parse(append(append([]string{}, c.Args[1:]...), "--health-addr=")))
+	// The health port is fixed in the pod, and the registry's listener moved; here tests run side by side.
+	must(t, fs.Parse(append(append([]string{}, c.Args[1:]...), "--health-addr=",
+		"--registry-url=https://127.0.0.1:"+strconv.Itoa(registryPort)+"/v2/")))
 	must(t, o.Complete())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -140,7 +146,7 @@ func TestClientTokens(t *testing.T) {
 	pd := newPod(t, res, registryBin, productBin, nil)
 	registry, err := pd.Start(func(c podemu.Command) error {
 		if c.Name == "token-server" {
-			startTokenServer(t, c, cs)
+			startTokenServer(t, c, cs, pd.Port)
 			return nil
 		}
 		return pd.startSidecar(t, c)
@@ -149,12 +155,13 @@ func TestClientTokens(t *testing.T) {
 	cr := startProcess(t, "connected registry", registry.Bin, registry.Args, registry.Env)
 	cr.waitReady(t, &http.Client{Transport: ca.transport(), Timeout: 5 * time.Second}, pd.readinessURL(t))
 
-	// Clients reach the Service's two ports: the registry and the token endpoint.
-	tokenLocal := pd.Listen[":5001"]
-	if tokenLocal == "" {
+	// Clients reach the Service's 443, which the chart maps to the token server's front (its named port
+	// "token"): the front answers /token and passes the rest to the registry.
+	front := pd.Listen[":5001"]
+	if front == "" {
 		t.Fatalf("the token server's --listen=:5001 was not moved to this host: %v", pd.Listen)
 	}
-	hosts := map[string]string{clusterIP + ":443": "127.0.0.1:" + strconv.Itoa(pd.Port), clusterIP + ":5001": tokenLocal}
+	hosts := map[string]string{clusterIP + ":443": front}
 	tr := ca.transport().Clone()
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -166,8 +173,7 @@ func TestClientTokens(t *testing.T) {
 	httpc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	// pullWith pulls repo:tag as containerd does: the registry's challenge names the realm, the client fetches a
 	// token there with the client token's name and password (Basic), then gets the index, each manifest and
-	// each blob with it, checking every digest. (go-containerregistry refuses a realm on a private address
-	// unless it is the registry's own host:port, so it cannot be the client here; see the report.)
+	// each blob with it, checking every digest. (ggcrPull below is go-containerregistry's own client.)
 	pullWith := func(user, pw, repository string) error {
 		resp, _ := getRaw(httpc, "https://"+clusterIP+":443/v2/", "")
 		ch := resp.Header.Get("WWW-Authenticate")
@@ -224,7 +230,7 @@ func TestClientTokens(t *testing.T) {
 	}
 	token := func(user, pw string, scopes ...string) (int, string) {
 		q := url.Values{"service": {clusterIP + ":443"}, "scope": scopes}
-		req, err := http.NewRequest(http.MethodGet, "https://"+clusterIP+":5001/token?"+q.Encode(), nil)
+		req, err := http.NewRequest(http.MethodGet, "https://"+clusterIP+":443/token?"+q.Encode(), nil)
 		must(t, err)
 		req.SetBasicAuth(user, pw)
 		resp, err := httpc.Do(req)
@@ -240,7 +246,7 @@ func TestClientTokens(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("anonymous GET /v2/ answered %d, want 401", resp.StatusCode)
 		}
-		want := `Bearer realm="https://` + clusterIP + `:5001/token",service="` + clusterIP + `:443"`
+		want := `Bearer realm="https://` + clusterIP + `:443/token",service="` + clusterIP + `:443"`
 		if got := resp.Header.Get("WWW-Authenticate"); got != want {
 			t.Fatalf("challenge %q, want %q", got, want)
 		}
@@ -254,6 +260,23 @@ func TestClientTokens(t *testing.T) {
 	t.Run("a client token pulls the repositories of its scope", func(t *testing.T) {
 		if err := pullWith("reader", "reader-pw", repo); err != nil {
 			t.Fatalf("pull with the reader token: %v", err)
+		}
+	})
+	t.Run("go-containerregistry pulls with a client token, the realm being on the registry's own host:port", func(t *testing.T) {
+		// crane and ko refuse a realm on another port of a private address (an SSRF guard of
+		// go-containerregistry); with the realm on the registry's own host:port they pull, verifying every digest.
+		ref, err := name.ParseReference(clusterIP + ":443/" + repo + ":" + tag)
+		must(t, err)
+		idx, err := remote.Index(ref, remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: "reader", Password: "reader-pw"}))
+		if err != nil {
+			t.Fatalf("go-containerregistry: %v", err)
+		}
+		if err := validate.Index(idx); err != nil {
+			t.Fatalf("go-containerregistry read %s: %v", ref, err)
+		}
+		_, err = remote.Index(ref, remote.WithTransport(tr))
+		if err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+			t.Fatalf("go-containerregistry without credentials: %v, want UNAUTHORIZED", err)
 		}
 	})
 	t.Run("a client token gets nothing outside its scope", func(t *testing.T) {

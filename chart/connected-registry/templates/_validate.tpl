@@ -215,6 +215,9 @@ through the bundle's cert-manager subchart (our own images fail in cr.imageRef w
 {{- if $v.registry.clientAuthSecret }}
 {{- fail "clientTokens.enabled=true and registry.clientAuthSecret both choose how clients authenticate, and the registry takes one: keep client tokens (remove registry.clientAuthSecret), or set clientTokens.enabled=false to keep htpasswd" }}
 {{- end }}
+{{- if and $ct.pullSecret.namespaces (not $ct.pullSecret.credentialsSecret) }}
+{{- fail "clientTokens.pullSecret.namespaces needs clientTokens.pullSecret.credentialsSecret: the name of a Secret in the release's namespace with the keys username and password of the client token the pull Secrets hold (the password never goes in the values)" }}
+{{- end }}
 {{- if not $ct.secret }}
 {{- fail "clientTokens.enabled=true needs clientTokens.secret: the name of a Secret in the release's namespace with one key per client token (see the chart README, Client tokens)" }}
 {{- end }}
@@ -227,9 +230,9 @@ through the bundle's cert-manager subchart (our own images fail in cr.imageRef w
 {{- fail (printf "clientTokens.tokenLifetime=%s is shorter than 90s: the registry accepts a token up to 60s after its expiry claim, which must not lie before its issue; use 90s or more (5m is the default)" $ct.tokenLifetime) }}
 {{- end }}
 {{- end }}
-{{- if or (eq (int $ct.port) 443) (eq (int $ct.port) 80) }}
-{{- fail (printf "clientTokens.port=%v is taken by the registry on its Service: choose another port, such as 5001" $ct.port) }}
 {{- end }}
+{{- if and (not $ct.enabled) ($ct.pullSecret | default dict).namespaces }}
+{{- fail "clientTokens.pullSecret.namespaces is set with clientTokens.enabled=false: pull Secrets hold a client token; set clientTokens.enabled=true, or remove clientTokens.pullSecret.namespaces" }}
 {{- end }}
 {{- if and $v.httpEnabled (or $ct.enabled $v.registry.clientAuthSecret) (not $v.allowCredentialsOverHTTP) }}
 {{- $auth := ternary "clientTokens.enabled=true" "registry.clientAuthSecret" (not (empty $ct.enabled)) }}

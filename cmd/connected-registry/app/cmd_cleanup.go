@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/connected-registry/connected-registry/internal/clientauth"
 	"github.com/connected-registry/connected-registry/internal/english"
 	"github.com/connected-registry/connected-registry/internal/trust"
 )
@@ -35,6 +37,10 @@ type CleanupOptions struct {
 	Nodes bool
 	// Poll is the interval between two looks at the per-node pods.
 	Poll time.Duration
+	// PullSecret is the name of the token server's pull Secrets in PullSecretNamespaces; only those marked with
+	// PullSecretOwner (the release, <namespace>/<release>) are deleted.
+	PullSecret, PullSecretOwner string
+	PullSecretNamespaces        []string
 
 	labels map[string]string
 }
@@ -54,6 +60,10 @@ func (o *CleanupOptions) AddFlags(fs *FlagSet) {
 	fs.StringVar(&o.PullPolicy, "pull-policy", p+"PULL_POLICY", string(corev1.PullIfNotPresent), "imagePullPolicy of the per-node pods")
 	fs.StringVar(&o.PodPrefix, "pod-prefix", p+"POD_PREFIX", "connected-registry-trust-remove", "name prefix of the per-node pods")
 	fs.ListVar(&o.Labels, "labels", p+"LABELS", nil, "labels of the per-node pods, key=value items, comma-separated")
+	fs.ListVar(&o.PullSecretNamespaces, "pull-secret-namespaces", p+"PULL_SECRET_NAMESPACES", nil,
+		"namespaces whose pull Secret (--pull-secret) the token server wrote, comma-separated")
+	fs.StringVar(&o.PullSecret, "pull-secret", p+"PULL_SECRET", "connected-registry-pull", "name of the token server's pull Secrets")
+	fs.StringVar(&o.PullSecretOwner, "pull-secret-owner", p+"PULL_SECRET_OWNER", "", "the release, <namespace>/<release>: only pull Secrets marked with it are deleted (required with --pull-secret-namespaces)")
 	o.Poll = time.Second
 }
 
@@ -66,6 +76,9 @@ func (o *CleanupOptions) Complete() error {
 		if o.Image == "" && o.PodName == "" {
 			return usageErrorf("give --image or --pod-name (POD_NAME) with --nodes: the per-node pods run this binary's image")
 		}
+	}
+	if len(o.PullSecretNamespaces) > 0 && (o.PullSecretOwner == "" || o.PullSecret == "") {
+		return usageErrorf("--pull-secret-namespaces needs --pull-secret and --pull-secret-owner")
 	}
 	for _, obj := range o.Objects {
 		kind, name, ok := strings.Cut(obj, "/")
@@ -103,5 +116,10 @@ func (o *CleanupOptions) Run(ctx context.Context, out io.Writer) error {
 		Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy), PodPrefix: o.PodPrefix, Labels: o.labels,
 		NodesTimeout: o.Timeout, Poll: o.Poll, Secrets: o.Secrets, Objects: o.Objects,
 	}
-	return c.Run(ctx, out)
+	err := c.Run(ctx, out)
+	if len(o.PullSecretNamespaces) > 0 {
+		ps := &clientauth.PullSecrets{Client: o.Client, Name: o.PullSecret, Namespaces: o.PullSecretNamespaces, Owner: o.PullSecretOwner}
+		err = errors.Join(err, ps.Delete(ctx, out))
+	}
+	return err
 }

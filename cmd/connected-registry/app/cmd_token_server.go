@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -22,7 +23,8 @@ type TokenServerOptions struct {
 	KubeOptions
 	// Secret holds the client tokens, one key per token.
 	Secret string
-	// Listen is the TLS address of the token endpoint (the realm's port).
+	// Listen is the TLS address of the registry's front: the token endpoint, and every other request passed to
+	// RegistryURL's host (clientauth.Front).
 	Listen string
 	// TLSDir holds tls.crt and tls.key, the registry's certificate as the tls-reloader writes it.
 	TLSDir string
@@ -38,10 +40,17 @@ type TokenServerOptions struct {
 	FailBurst int
 	// RotateEvery rotates the signing key this often, once the registry trusts the next key (0: never).
 	RotateEvery time.Duration
-	// RegistryURL is the registry's /v2/ in the pod, asked with a token of the next key before a rotation.
+	// RegistryURL is the registry's /v2/ in the pod: the front passes requests to its host, and a rotation asks
+	// it with a token of the next key first.
 	RegistryURL string
+	registry    *url.URL
 	// HealthAddr serves /started once the key set is written and the tokens Secret read.
 	HealthAddr string
+	// PullSecret is the name of the pull Secrets written into PullSecretNamespaces from the client token's name
+	// and password in PullSecretCredentials (a Secret of this namespace); Server is the registry they name and
+	// PullSecretOwner the release (<namespace>/<release>) marked on them.
+	PullSecret, PullSecretCredentials, Server, PullSecretOwner string
+	PullSecretNamespaces                                       []string
 }
 
 // AddFlags registers the flags.
@@ -49,7 +58,7 @@ func (o *TokenServerOptions) AddFlags(fs *FlagSet) {
 	o.addFlags(fs, "TOKEN_SERVER", "limit of each request to the API server")
 	const p = "CONNECTED_REGISTRY_TOKEN_SERVER_"
 	fs.StringVar(&o.Secret, "secret", p+"SECRET", "", "the Secret of the client tokens, one key per token (required)")
-	fs.StringVar(&o.Listen, "listen", p+"LISTEN", ":5001", "TLS address of the token endpoint, "+clientauth.TokenPath)
+	fs.StringVar(&o.Listen, "listen", p+"LISTEN", ":5001", "TLS address of the registry's front: "+clientauth.TokenPath+" is the token endpoint, every other path goes to --registry-url's host")
 	fs.StringVar(&o.TLSDir, "tls-dir", p+"TLS_DIR", "/etc/connected-registry/tls", "directory of tls.crt and tls.key, read again when they change")
 	fs.StringVar(&o.Service, "service", p+"SERVICE", "", "the registry's auth.token.service: the aud claim (required)")
 	fs.StringVar(&o.Issuer, "issuer", p+"ISSUER", "connected-registry-token-server", "the registry's auth.token.issuer: the iss claim")
@@ -61,8 +70,15 @@ func (o *TokenServerOptions) AddFlags(fs *FlagSet) {
 	fs.IntVar(&o.FailBurst, "fail-burst", p+"FAIL_BURST", 5, "failed attempts per client IP and per token name before the issuer answers 429")
 	fs.DurationVar(&o.RotateEvery, "rotate-every", p+"ROTATE_EVERY", 0,
 		"rotate the signing key this often, once the registry trusts the next key (it reads its key set only when it starts); 0 rotates at pod start only")
-	fs.StringVar(&o.RegistryURL, "registry-url", p+"REGISTRY_URL", "https://127.0.0.1:5443/v2/", "the registry's /v2/ in the pod, asked before a rotation")
+	fs.StringVar(&o.RegistryURL, "registry-url", p+"REGISTRY_URL", "https://127.0.0.1:5443/v2/", "the registry's /v2/ in the pod: the front passes requests to its host, a rotation asks it first")
 	fs.StringVar(&o.HealthAddr, "health-addr", p+"HEALTH_ADDR", ":8083", "address of /started for the startup probe; empty serves none")
+	fs.ListVar(&o.PullSecretNamespaces, "pull-secret-namespaces", p+"PULL_SECRET_NAMESPACES", nil,
+		"namespaces to write a kubernetes.io/dockerconfigjson pull Secret into, comma-separated (none: write none)")
+	fs.StringVar(&o.PullSecret, "pull-secret", p+"PULL_SECRET", "connected-registry-pull", "name of the pull Secret in each of --pull-secret-namespaces")
+	fs.StringVar(&o.PullSecretCredentials, "pull-secret-credentials", p+"PULL_SECRET_CREDENTIALS", "",
+		"Secret of this namespace with keys username and password: the client token the pull Secrets hold")
+	fs.StringVar(&o.Server, "server", p+"SERVER", "", "the registry the pull Secrets name, <clusterIP>:443; empty: --service")
+	fs.StringVar(&o.PullSecretOwner, "pull-secret-owner", p+"PULL_SECRET_OWNER", "", "the release, <namespace>/<release>, marked on the pull Secrets it writes (required with --pull-secret-namespaces)")
 }
 
 // Complete checks the flags and builds the API client.
@@ -77,9 +93,20 @@ func (o *TokenServerOptions) Complete() error {
 	if o.FailEvery <= 0 || o.FailBurst <= 0 {
 		return usageErrorf("--fail-every and --fail-burst must be positive")
 	}
+	if len(o.PullSecretNamespaces) > 0 && (o.PullSecretCredentials == "" || o.PullSecret == "" || o.PullSecretOwner == "") {
+		return usageErrorf("--pull-secret-namespaces needs --pull-secret-credentials, --pull-secret and --pull-secret-owner")
+	}
+	if o.Server == "" {
+		o.Server = o.Service
+	}
 	if o.RotateEvery < 0 {
 		return usageErrorf("--rotate-every must not be negative, got %s", o.RotateEvery)
 	}
+	u, err := url.Parse(o.RegistryURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return usageErrorf("--registry-url %q is not an https URL of the registry in the pod", o.RegistryURL)
+	}
+	o.registry = &url.URL{Scheme: u.Scheme, Host: u.Host}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
@@ -140,6 +167,11 @@ func (o *TokenServerOptions) Run(ctx context.Context, out io.Writer) error {
 	if err := clientauth.Watch(ctx, o.Client, o.Namespace, o.Secret, is, o.Log); err != nil {
 		return err
 	}
+	if len(o.PullSecretNamespaces) > 0 {
+		ps := &clientauth.PullSecrets{Client: o.Client, SourceNamespace: o.Namespace, Source: o.PullSecretCredentials,
+			Name: o.PullSecret, Server: o.Server, Namespaces: o.PullSecretNamespaces, Owner: o.PullSecretOwner}
+		go ps.Follow(ctx, time.Minute, o.Log)
+	}
 	var started atomic.Bool
 	stop, err := serveHealth(o.HealthAddr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if !started.Load() {
@@ -157,7 +189,12 @@ func (o *TokenServerOptions) Run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("--listen %s: %w", o.Listen, err)
 	}
 	certs := &clientauth.CertFiles{Cert: filepath.Join(o.TLSDir, "tls.crt"), Key: filepath.Join(o.TLSDir, "tls.key")}
-	srv := &http.Server{Handler: is, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+	// The registry on the pod's loopback: the front checks nothing (the registry checks every bearer token), so
+	// the identity of what answers there does not matter.
+	upstream := &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback in the pod
+		MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 5 * time.Minute}
+	// No read or write timeout: blobs of many gigabytes stream through the front, as they do from the registry.
+	srv := &http.Server{Handler: clientauth.Front(is, o.registry, upstream), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()

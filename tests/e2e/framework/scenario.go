@@ -36,26 +36,32 @@ type Site struct {
 // credentials in a Secret, and a statically provisioned volume. With ownTrust, the node is made to trust the CA
 // the way a cluster-provided trust would, and the chart's node agent is turned off.
 func (e *Env) PrepareBYOCSite(ctx context.Context, ns, release string, ownTrust bool) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, ownTrust, "byoc")
+	return e.prepareSite(ctx, ns, release, ClusterIP, ownTrust, "byoc")
+}
+
+// PrepareBYOCSiteAt is PrepareBYOCSite for a release at another service.clusterIP, beside one at ClusterIP (a
+// nested connected registry and its parent).
+func (e *Env) PrepareBYOCSiteAt(ctx context.Context, ns, release, clusterIP string, ownTrust bool) (*Site, error) {
+	return e.prepareSite(ctx, ns, release, clusterIP, ownTrust, "byoc")
 }
 
 // PrepareGeneratedSite prepares a namespace like PrepareBYOCSite, for an install whose certificates the chart's
 // certgen hook generates (no tls.* values, cert-manager off), with the chart's trust distribution on.
 func (e *Env) PrepareGeneratedSite(ctx context.Context, ns, release string) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, false, "generated")
+	return e.prepareSite(ctx, ns, release, ClusterIP, false, "generated")
 }
 
 // PrepareCertManagerSite prepares a namespace like PrepareBYOCSite, for an install whose certificates the
 // cluster's cert-manager issues (cert-manager.enabled=true, install=false), with the chart's trust distribution on.
 func (e *Env) PrepareCertManagerSite(ctx context.Context, ns, release string) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, false, "cert-manager")
+	return e.prepareSite(ctx, ns, release, ClusterIP, false, "cert-manager")
 }
 
 // PrepareExampleSite prepares a namespace for one of the examples/ files, which name the parent by a connection
 // string: the site's values file holds only what the tutorial does not need on AKS (the parent's private CA, the
 // storage class, where the test node's containerd config is).
 func (e *Env) PrepareExampleSite(ctx context.Context, ns, release string) (*Site, error) {
-	return e.prepareSite(ctx, ns, release, false, "example")
+	return e.prepareSite(ctx, ns, release, ClusterIP, false, "example")
 }
 
 // ConnectionString is the connection string of the test parent, as `az acr connected-registry get-settings` gives
@@ -65,7 +71,7 @@ func (e *Env) ConnectionString() string {
 		";ParentGatewayEndpoint=" + e.Parent.Host + ";ParentEndpointProtocol=https"
 }
 
-func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool, tlsSource string) (*Site, error) {
+func (e *Env) prepareSite(ctx context.Context, ns, release, clusterIP string, ownTrust bool, tlsSource string) (*Site, error) {
 	byoc := tlsSource == "byoc"
 	s := &Site{Namespace: ns, Release: release}
 	var undo []func()
@@ -79,7 +85,7 @@ func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool
 		return fail(err)
 	}
 	if ownTrust && byoc {
-		untrust, err := e.TrustOnNode(RegistryHost, e.CA.CertPEM)
+		untrust, err := e.TrustOnNode(net.JoinHostPort(clusterIP, "443"), e.CA.CertPEM)
 		if err != nil {
 			return fail(err)
 		}
@@ -102,7 +108,7 @@ func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool
 	}
 
 	svc := release + "-connected-registry"
-	certPEM, keyPEM, err := e.CA.Issue(ClusterIP, []net.IP{net.ParseIP(ClusterIP)},
+	certPEM, keyPEM, err := e.CA.Issue(clusterIP, []net.IP{net.ParseIP(clusterIP)},
 		[]string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"})
 	if err != nil {
 		return fail(err)
@@ -110,7 +116,7 @@ func (e *Env) prepareSite(ctx context.Context, ns, release string, ownTrust bool
 	b64 := base64.StdEncoding.EncodeToString
 	values := map[string]any{
 		"cert-manager.enabled": false, "cert-manager": map[string]any{"install": false},
-		"service.clusterIP": ClusterIP,
+		"service.clusterIP": clusterIP,
 		"trustDistribution": map[string]any{"enabled": !ownTrust, "containerdConfig": ContainerdConfig},
 		"pvc":               map[string]any{"storageClassName": StorageClass, "storageRequest": "1Gi"},
 		"registry": map[string]any{"parent": map[string]any{

@@ -32,12 +32,15 @@ registry.parent.responseTimeout other than 0s. Argument: the context of cr.value
 {{- include "cr.trustHost" . }}
 {{- end }}
 
-{{- /* cr.clientTokens.realm: the token endpoint, on the Service's clientTokens.port with the registry's certificate. */}}
+{{- /*
+cr.clientTokens.realm: the token endpoint, on the registry's own host and port (the token server fronts the
+registry): go-containerregistry clients refuse a realm on another port of a private address.
+*/}}
 {{- define "cr.clientTokens.realm" -}}
-https://{{ include "cr.clientTokens.host" . }}:{{ .v.clientTokens.port }}/token
+https://{{ include "cr.clientTokens.host" . }}:443/token
 {{- end }}
 
-{{- /* The token server's container port; the Service maps clientTokens.port to it. */}}
+{{- /* The token server's container port, the registry's front; the Service's 443 maps to it. */}}
 {{- define "cr.clientTokens.containerPort" -}}
 5001
 {{- end }}
@@ -381,9 +384,10 @@ tls-reloader (it serves the registry's certificate) and before the registry (whi
 */}}
 {{- define "cr.registry.tokenServer" -}}
 {{- $ct := .v.clientTokens -}}
-# The token endpoint of the registry's auth.token: it checks client tokens from Secret {{ $ct.secret }}
-# (followed through the API, so changes apply within seconds) and issues short-lived bearer tokens for the
-# repositories each token's scope lists.
+# The registry's front, on the Service's 443: /token is the token endpoint of the registry's auth.token, which
+# checks client tokens from Secret {{ $ct.secret }} (followed through the API, so changes apply within seconds)
+# and issues short-lived bearer tokens for the repositories each token's scope lists; every other request goes,
+# unchanged, to the registry on 127.0.0.1:5443, which checks the tokens.
 - name: token-server
   image: {{ include "cr.image" . }}
   imagePullPolicy: {{ .v.image.pullPolicy }}
@@ -403,6 +407,12 @@ tls-reloader (it serves the registry's certificate) and before the registry (whi
     - --rotate-every={{ $ct.keyRotation }}
     - --registry-url=https://127.0.0.1:5443/v2/
     - --health-addr=:8083
+    {{- if $ct.pullSecret.namespaces }}
+    - --pull-secret-namespaces={{ join "," $ct.pullSecret.namespaces }}
+    - --pull-secret={{ $ct.pullSecret.name }}
+    - --pull-secret-credentials={{ $ct.pullSecret.credentialsSecret }}
+    - --pull-secret-owner={{ .root.Release.Namespace }}/{{ .root.Release.Name }}
+    {{- end }}
     - --log-level={{ .v.logLevel }}
   {{- with include "cr.extraEnv" . }}
   env:
