@@ -164,7 +164,7 @@ func TestPushRefsUnder(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, under, ref string
-		want                 bool
+		want             bool
 	}{
 		{"no prefix should push every reference", "", "docker.io/library/registry:3", true},
 		{"a reference under the prefix should be pushed", "ghcr.io/connected-registry", "ghcr.io/connected-registry/distribution:v3.1.2", true},
