@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: extension-bundle push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
+.PHONY: release release-test extension-bundle push-images all tools postrender generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
 
 all: verify test
 
@@ -105,6 +105,19 @@ bench-postrender: tools postrender
 
 clean:
 	rm -rf bin _out $(POSTRENDER_PLUGIN_DIR)/bin
+
+## release: build the product and registry images (RELEASE_PLATFORMS, default linux/amd64,linux/arm64), push them
+## and the chart (cert-manager vendored in charts/, Helm provenance) to RELEASE_REGISTRY, write an SPDX SBOM per image
+## (syft) and sign every image, SBOM attestation and the OCI chart with cosign (COSIGN_KEY, or keyless); writes
+## _out/release/. ci/release/release.sh lists every variable; docs/release.md says how to verify what it publishes.
+release:
+	bash ci/release/release.sh
+
+## release-test: run `make release` against a Distribution registry on 127.0.0.1 with throwaway keys, and verify
+## every signature, SBOM attestation and the chart's provenance as a user would (tests/registry TestRelease)
+release-test: tools
+	bash ci/tools.sh syft cosign
+	RELEASE_TEST=1 go test $(GO_TEST_FLAGS) -v -run TestRelease ./tests/registry
 
 ## push-images: build the product and registry images for linux/amd64 and linux/arm64 without Docker and push them
 ## to IMAGES_REGISTRY (HOST[:PORT], over TLS), each under its repository path; IMAGES_USERNAME, IMAGES_PASSWORD and
