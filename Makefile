@@ -36,7 +36,7 @@ generate: tools postrender
 	go test ./tests/chart -run TestScenarioGolden -update >/dev/null
 	go test ./tests/postrender -run TestGolden -update >/dev/null
 
-## lint: gofmt, go vet, and the values schema and chart README checks
+## lint: gofmt, go vet, the values schema and chart README checks, and actionlint over .github/workflows
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files -o --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -45,6 +45,8 @@ lint:
 	bash ci/tools.sh helm-docs
 	@$(HELM_DOCS) --dry-run | diff -u chart/connected-registry/README.md - || \
 	  { echo "chart/connected-registry/README.md is out of date: run make generate and commit it"; exit 1; }
+	bash ci/tools.sh actionlint
+	bin/actionlint .github/workflows/*.yaml
 
 ## test: every test: unit, chart rendering, helm CLIs, kubeconform, real registries, and end to end on the
 ## embedded cluster (needs root). The cluster's Kubernetes build (about 13 minutes on a cold 2-core machine) runs
