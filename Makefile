@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: extension-bundle push-images all tools postrender plugin generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
+.PHONY: release release-test extension-bundle push-images all tools postrender plugin generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync
 
 all: verify test
 
@@ -40,7 +40,7 @@ generate: tools postrender
 	go test ./tests/chart -run TestScenarioGolden -update >/dev/null
 	go test ./tests/postrender -run TestGolden -update >/dev/null
 
-## lint: gofmt, go vet, and the values schema and chart README checks
+## lint: gofmt, go vet, the values schema and chart README checks, and actionlint over .github/workflows
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files -o --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -49,6 +49,8 @@ lint:
 	bash ci/tools.sh helm-docs
 	@$(HELM_DOCS) --dry-run | diff -u chart/connected-registry/README.md - || \
 	  { echo "chart/connected-registry/README.md is out of date: run make generate and commit it"; exit 1; }
+	bash ci/tools.sh actionlint
+	bin/actionlint .github/workflows/*.yaml
 
 ## test: every test: unit, chart rendering, helm CLIs, kubeconform, real registries, and end to end on the
 ## embedded cluster (needs root). The cluster's Kubernetes build (about 13 minutes on a cold 2-core machine) runs
@@ -109,6 +111,19 @@ bench-postrender: tools postrender
 
 clean:
 	rm -rf bin _out $(POSTRENDER_PLUGIN_DIR)/bin
+
+## release: build the product and registry images (RELEASE_PLATFORMS, default linux/amd64,linux/arm64), push them
+## and the chart (cert-manager vendored in charts/, Helm provenance) to RELEASE_REGISTRY, write an SPDX SBOM per image
+## (syft) and sign every image, SBOM attestation and the OCI chart with cosign (COSIGN_KEY, or keyless); writes
+## _out/release/. ci/release/release.sh lists every variable; docs/release.md says how to verify what it publishes.
+release:
+	bash ci/release/release.sh
+
+## release-test: run `make release` against a Distribution registry on 127.0.0.1 with throwaway keys, and verify
+## every signature, SBOM attestation and the chart's provenance as a user would (tests/registry TestRelease)
+release-test: tools
+	bash ci/tools.sh syft cosign
+	RELEASE_TEST=1 go test $(GO_TEST_FLAGS) -v -run TestRelease ./tests/registry
 
 ## push-images: build the product and registry images for linux/amd64 and linux/arm64 without Docker and push them
 ## to IMAGES_REGISTRY (HOST[:PORT], over TLS), each under its repository path; IMAGES_USERNAME, IMAGES_PASSWORD and

@@ -18,12 +18,21 @@ tools=(
   "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs@v1.14.2|-X main.version=v1.14.2"
   "promtool|github.com/prometheus/prometheus/cmd/promtool@v0.316.0|-X github.com/prometheus/common/version.Version=0.316.0"
   "oci-conformance|github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111|-X main.Version=v0.0.0-20260831232431-97274622c111"
+  "actionlint|github.com/rhysd/actionlint/cmd/actionlint@v1.7.12|-X github.com/rhysd/actionlint.version=v1.7.12"
+)
+# The release tools (make release, make release-verify): a cold build costs about 6 minutes each on 2 cores, so
+# `bash ci/tools.sh` (all) leaves them out; name them to build them: `bash ci/tools.sh syft cosign`.
+release_tools=(
+  "syft|github.com/anchore/syft/cmd/syft@v1.57.2|-X main.version=v1.57.2"
+  "cosign|github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5|-X sigs.k8s.io/release-utils/version.gitVersion=v2.6.5"
 )
 
 want=${*:-all}
-for entry in "${tools[@]}"; do
+for entry in "${tools[@]}" "${release_tools[@]}"; do
   IFS='|' read -r name pkg ldflags <<<"$entry"
-  if [ "$want" != all ] && ! grep -qw -- "$name" <<<"$want"; then continue; fi
+  if [ "$want" = all ]; then
+    if printf '%s\n' "${release_tools[@]}" | grep -qxF -- "$entry"; then continue; fi
+  elif ! grep -qw -- "$name" <<<"$want"; then continue; fi
   stamp="$bin/.$name.version"
   if [ -x "$bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$pkg" ]; then continue; fi
   echo "tools: building $name from $pkg" >&2

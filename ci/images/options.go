@@ -332,6 +332,9 @@ type PushOptions struct {
 	Only string
 	// Root is the repository root, for a relative ImageDir.
 	Root string
+	// RefsUnder, when set, pushes only the references under this repository prefix (such as
+	// ghcr.io/connected-registry), leaving out the other names an archive carries (docker.io/library/registry:3).
+	RefsUnder string
 
 	client   *imagebuild.RegistryClient
 	archives []string
@@ -365,7 +368,18 @@ func (o *PushOptions) BindFlags(fs *flag.FlagSet, getenv func(string) string) er
 		"comma-separated archive names to push (connected-registry, registry, hello); empty pushes all (env IMAGES_ONLY)")
 	fs.StringVar(&o.Root, "root", getenv("IMAGES_ROOT"),
 		"repository root for a relative -image-dir; empty finds it from the working directory (env IMAGES_ROOT)")
+	fs.StringVar(&o.RefsUnder, "refs-under", getenv("IMAGES_REFS_UNDER"),
+		"push only the references under this repository prefix, such as ghcr.io/connected-registry; empty pushes every reference of an archive (env IMAGES_REFS_UNDER)")
 	return nil
+}
+
+// keepRef reports whether ref is under the -refs-under prefix, at a path boundary.
+func (o *PushOptions) keepRef(ref string) bool {
+	prefix := strings.TrimSuffix(o.RefsUnder, "/")
+	if prefix == "" {
+		return true
+	}
+	return strings.HasPrefix(ref, prefix+"/")
 }
 
 // Complete validates the options, reads the CA and lists the archives.
@@ -427,7 +441,7 @@ func (o *PushOptions) Complete() error {
 func (o *PushOptions) Run(ctx context.Context, out io.Writer) error {
 	for _, tar := range o.archives {
 		start := time.Now()
-		err := o.client.PushArchive(ctx, tar, o.Registry, o.Renames, func(p imagebuild.Pushed) {
+		err := o.client.PushArchiveRefs(ctx, tar, o.Registry, o.Renames, o.keepRef, func(p imagebuild.Pushed) {
 			fmt.Fprintf(out, "pushed %s as %s@%s in %s\n", p.Source, p.Destination, p.Digest,
 				time.Since(start).Round(100*time.Millisecond))
 		})

@@ -159,3 +159,22 @@ func TestBuildThenPushOverTLS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, fields[1], desc.Digest.String())
 }
+
+func TestPushRefsUnder(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, under, ref string
+		want             bool
+	}{
+		{"no prefix should push every reference", "", "docker.io/library/registry:3", true},
+		{"a reference under the prefix should be pushed", "ghcr.io/connected-registry", "ghcr.io/connected-registry/distribution:v3.1.2", true},
+		{"a trailing slash on the prefix should not matter", "ghcr.io/connected-registry/", "ghcr.io/connected-registry/distribution:v3.1.2", true},
+		{"a reference of another registry should be left out", "ghcr.io/connected-registry", "docker.io/library/registry:3", false},
+		{"a repository that only starts with the prefix should be left out", "ghcr.io/connected-registry", "ghcr.io/connected-registry-fork/x:1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &PushOptions{RefsUnder: tc.under}
+			require.Equal(t, tc.want, o.keepRef(tc.ref))
+		})
+	}
+}

@@ -204,12 +204,21 @@ type Pushed struct {
 // PushArchive pushes every reference of an archive written by WriteArchive to registry, renamed by
 // DestinationRef, and calls done after each.
 func (c *RegistryClient) PushArchive(ctx context.Context, path, registry string, renames []Rename, done func(Pushed)) error {
+	return c.PushArchiveRefs(ctx, path, registry, renames, nil, done)
+}
+
+// PushArchiveRefs is PushArchive for the references keep accepts (the archive's own, such as
+// "ghcr.io/connected-registry/distribution:v3.1.2"); a nil keep pushes every reference.
+func (c *RegistryClient) PushArchiveRefs(ctx context.Context, path, registry string, renames []Rename, keep func(ref string) bool, done func(Pushed)) error {
 	ar, err := OpenArchive(path)
 	if err != nil {
 		return err
 	}
 	defer ar.Close()
 	for _, e := range ar.Entries {
+		if keep != nil && !keep(e.Ref) {
+			continue
+		}
 		dst, err := DestinationRef(e.Ref, registry, renames)
 		if err != nil {
 			return err
