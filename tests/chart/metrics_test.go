@@ -21,8 +21,8 @@ func metricsOn(extra map[string]any) map[string]any {
 	return deepMerge(with(map[string]any{"metrics": map[string]any{"enabled": true}}), extra)
 }
 
-// argsOf is the --flag=value arguments of a container.
-func argsOf(c map[string]any) map[string]string {
+// flagsOf is the --flag=value arguments of a container.
+func flagsOf(c map[string]any) map[string]string {
 	out := map[string]string{}
 	for _, a := range c["args"].([]any) {
 		k, v, _ := strings.Cut(a.(string), "=")
@@ -52,8 +52,8 @@ func TestMetricsOffByDefault(t *testing.T) {
 	http := registryConfig(t, res)["http"].(map[string]any)
 	require.NotContains(t, http, "debug", "no debug server without metrics")
 	d, _ := res.Find("Deployment", "cr-connected-registry")
-	require.NotContains(t, argsOf(container(t, d, "tls-reloader")), "--metrics-addr")
-	require.NotContains(t, argsOf(container(t, d, "parent-gate")), "--metrics-addr")
+	require.NotContains(t, flagsOf(container(t, d, "tls-reloader")), "--metrics-addr")
+	require.NotContains(t, flagsOf(container(t, d, "parent-gate")), "--metrics-addr")
 }
 
 func TestMetricsRender(t *testing.T) {
@@ -73,12 +73,12 @@ func TestMetricsRender(t *testing.T) {
 
 			d, _ := res.Find("Deployment", "cr-connected-registry")
 			reloader := container(t, d, "tls-reloader")
-			require.Equal(t, ":9090", argsOf(reloader)["--metrics-addr"])
-			require.Equal(t, "registry=http://127.0.0.1:5101/metrics", argsOf(reloader)["--proxy-metrics"])
+			require.Equal(t, ":9090", flagsOf(reloader)["--metrics-addr"])
+			require.Equal(t, "registry=http://127.0.0.1:5101/metrics", flagsOf(reloader)["--proxy-metrics"])
 			require.Equal(t, map[string]float64{"metrics": 9090}, portsOf(reloader))
 			gate := container(t, d, "parent-gate")
-			require.Equal(t, ":9091", argsOf(gate)["--metrics-addr"])
-			require.Equal(t, "/var/lib/registry", argsOf(gate)["--cache-dir"])
+			require.Equal(t, ":9091", flagsOf(gate)["--metrics-addr"])
+			require.Equal(t, "/var/lib/registry", flagsOf(gate)["--cache-dir"])
 			require.Equal(t, map[string]float64{"gate-metrics": 9091}, portsOf(gate))
 			require.Contains(t, gate["volumeMounts"], map[string]any{"name": "data", "mountPath": "/var/lib/registry", "readOnly": true},
 				"the gate reads the cache volume's use, read-only")
@@ -116,14 +116,14 @@ func TestMetricsWithRegistryHTTPSyncAndACR(t *testing.T) {
 		d, _ := res.Find("Deployment", "cr-connected-registry")
 		require.Contains(t, container(t, d, "registry-http")["env"], map[string]any{"name": "REGISTRY_HTTP_DEBUG_ADDR", "value": "127.0.0.1:5102"})
 		require.Equal(t, "registry=http://127.0.0.1:5101/metrics,registry-http=http://127.0.0.1:5102/metrics",
-			argsOf(container(t, d, "tls-reloader"))["--proxy-metrics"])
+			flagsOf(container(t, d, "tls-reloader"))["--proxy-metrics"])
 	})
 	t.Run("with pre-sync the tls-reloader should read the sync status ConfigMap, by name", func(t *testing.T) {
 		t.Parallel()
 		res, err := render(t, deepMerge(syncValues(nil), map[string]any{"metrics": map[string]any{"enabled": true}}), chartrender.CertManagerAPIVersion)
 		require.NoError(t, err)
 		d, _ := res.Find("Deployment", "cr-connected-registry")
-		require.Equal(t, "cr-connected-registry-sync-status", argsOf(container(t, d, "tls-reloader"))["--sync-status-configmap"])
+		require.Equal(t, "cr-connected-registry-sync-status", flagsOf(container(t, d, "tls-reloader"))["--sync-status-configmap"])
 		role, ok := res.Find("Role", "cr-connected-registry")
 		require.True(t, ok)
 		require.Contains(t, role.Object["rules"], map[string]any{"apiGroups": []any{""}, "resources": []any{"configmaps"},
@@ -134,7 +134,7 @@ func TestMetricsWithRegistryHTTPSyncAndACR(t *testing.T) {
 		res, err := render(t, metricsOn(map[string]any{"registry": map[string]any{"engine": "acr"}, "metrics.serviceMonitor.enabled": true}), chartrender.CertManagerAPIVersion, serviceMonitorAPI)
 		require.NoError(t, err)
 		d, _ := res.Find("Deployment", "cr-connected-registry")
-		require.NotContains(t, argsOf(container(t, d, "tls-reloader")), "--proxy-metrics")
+		require.NotContains(t, flagsOf(container(t, d, "tls-reloader")), "--proxy-metrics")
 		svc, _ := res.Find("Service", "cr-connected-registry-metrics")
 		require.Len(t, svc.Object["spec"].(map[string]any)["ports"], 1)
 		sm := res.OfKind("ServiceMonitor")
