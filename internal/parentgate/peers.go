@@ -45,11 +45,12 @@ type Peers struct {
 	// Refresh is how long a lookup's members are used before the next lookup.
 	Refresh time.Duration
 
-	mu      sync.Mutex
-	members []string
-	looked  time.Time
-	avoid   map[string]time.Time // member → not asked until
-	client  *http.Client
+	lookupMu sync.Mutex // held during a lookup
+	mu       sync.Mutex
+	members  []string
+	looked   time.Time
+	avoid    map[string]time.Time // member → not asked until
+	client   *http.Client
 }
 
 // ResolveMembers returns a Lookup of the addresses name resolves to (a headless Service: one address per ready
@@ -89,24 +90,25 @@ func score(member, digest string) uint64 {
 // current returns the members to choose from: the last lookup's (a new one when it is older than Refresh), less
 // the avoided ones.
 func (p *Peers) current(ctx context.Context, now time.Time) []string {
+	// One lookup at a time; a request that comes meanwhile waits for it rather than choosing among stale or no
+	// members, which would make it the owner of every blob.
+	p.lookupMu.Lock()
 	p.mu.Lock()
 	stale := p.looked.IsZero() || now.Sub(p.looked) >= p.Refresh
-	if stale {
-		// One lookup at a time: the others use the members they have.
-		p.looked = now
-	}
 	p.mu.Unlock()
 	if stale && p.Lookup != nil {
 		lctx, cancel := context.WithTimeout(ctx, peerLookupTimeout)
 		ms, err := p.Lookup(lctx)
 		cancel()
+		p.mu.Lock()
+		p.looked = now
 		if err == nil {
 			slices.Sort(ms)
-			p.mu.Lock()
 			p.members = slices.Compact(ms)
-			p.mu.Unlock()
 		}
+		p.mu.Unlock()
 	}
+	p.lookupMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]string, 0, len(p.members))
