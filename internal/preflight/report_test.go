@@ -54,10 +54,11 @@ cluster-ip: ok: service.clusterIP 10.96.0.50 is inside the service CIDR 10.96.0.
 cert-manager: ok: not used: the TLS source is generated
 tls: ok: certgen generates a CA and a serving certificate (ECDSA 256) for 10.96.0.50, cr-connected-registry, cr-connected-registry.connected-registry, cr-connected-registry.connected-registry.svc, cr-connected-registry.connected-registry.svc.cluster.local
 storage-class: ok: pvc.storageClassName is empty: the default StorageClass standard provisions the cache volume
+object-storage: ok: storage.type=pvc: the cache is on the release's volume
 node-selector: ok: trust distribution runs on every node
 pod-security: ok: namespace connected-registry sets no Pod Security level (the cluster's default applies; the trust agent needs privileged)
 `, out.String())
-		require.Equal(t, "preflight: 8 checks passed\n", msg)
+		require.Equal(t, "preflight: 9 checks passed\n", msg)
 		_, err = client.CoreV1().Secrets(ns).Get(context.Background(), input, metav1.GetOptions{})
 		require.True(t, apierrors.IsNotFound(err), "the hook Secret is deleted once read: %v", err)
 	})
@@ -71,7 +72,7 @@ pod-security: ok: namespace connected-registry sets no Pod Security level (the c
 		var out bytes.Buffer
 		msg, err := reportChecker(client).Report(context.Background(), &out)
 		require.NoError(t, err)
-		require.Equal(t, "preflight: 8 checks passed, 1 with a warning (pod-security)\n", strings.SplitAfter(msg, "\n")[0])
+		require.Equal(t, "preflight: 9 checks passed, 1 with a warning (pod-security)\n", strings.SplitAfter(msg, "\n")[0])
 		events, err := client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 		require.NoError(t, err)
 		require.Len(t, events.Items, 1)
@@ -90,10 +91,10 @@ pod-security: ok: namespace connected-registry sets no Pod Security level (the c
 		var out bytes.Buffer
 		msg, err := c.Report(context.Background(), &out)
 		require.ErrorIs(t, err, preflight.ErrChecksFailed)
-		require.EqualError(t, err, "preflight checks failed: 3 of 8 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix")
+		require.EqualError(t, err, "preflight checks failed: 3 of 9 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix")
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		require.Len(t, lines, 8)
-		require.Equal(t, `preflight: 3 of 8 checks failed (connection-string, cluster-ip, node-selector)
+		require.Len(t, lines, 9)
+		require.Equal(t, `preflight: 3 of 9 checks failed (connection-string, cluster-ip, node-selector)
 connection-string: fail: connectionString: connection string field ParentEndpointProtocol is "ftp"; use https (or http for a parent without TLS)
 cluster-ip: fail: service.clusterIP 10.97.0.1 is outside the cluster's service CIDR 10.96.0.0/16: choose a free address in 10.96.0.0/16; the lower end of the range is kept for fixed ClusterIPs, and 10.96.0.1 is free (--set service.clusterIP=10.96.0.1)
 node-selector: fail: trustDistribution.useNodeSelector=true, but no node is labelled containerd-configured-by=connected-registry, so no node would trust the registry: label the nodes that pull from it (kubectl label node <node> containerd-configured-by=connected-registry), or set trustDistribution.useNodeSelector=false
