@@ -151,6 +151,9 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
     - name: REGISTRY_HTTP_TLS_KEY
       value: ""
     {{- end }}
+    {{- with include "cr.storage.env" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- with include "cr.extraEnv" . }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -471,8 +474,18 @@ outbound proxy's URL from the proxy Secret.
     - --spool-budget={{ $parent.gate.spoolSize }}
     {{- end }}
     - --log-level={{ .v.logLevel }}
-  {{- if or .proxy .caBundle .v.extraEnv }}
+    {{- with include "cr.replicas.gateArgs" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+  {{- with include "cr.replicas.gatePorts" . | trim }}
+  {{- . | nindent 2 }}
+  {{- end }}
+  {{- $peerEnv := include "cr.replicas.gateEnv" . | trim }}
+  {{- if or .proxy .caBundle .v.extraEnv $peerEnv }}
   env:
+    {{- with $peerEnv }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- if and .proxy (or $p.httpsProxy $p.httpProxy) }}
     # The outbound proxy carries the gate's connections to the parent.
     - name: HTTPS_PROXY
@@ -534,9 +547,16 @@ outbound proxy's URL from the proxy Secret.
     medium: Memory
     sizeLimit: 1Mi
 {{- end }}
+{{- if eq .v.storage.type "pvc" }}
 - name: data
   persistentVolumeClaim:
     claimName: {{ $fullname }}-data
+{{- else }}
+# The cache is in the object store (storage.type={{ .v.storage.type }}); the registry writes nothing else here.
+- name: data
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
 {{- with .credentials }}
 - name: parent-credentials
   secret:
@@ -611,8 +631,7 @@ data:
       fields:
         service: connected-registry
     storage:
-      filesystem:
-        rootdirectory: /var/lib/registry
+      {{- include "cr.storage.config" . | trim | nindent 6 }}
       cache:
         blobdescriptor: inmemory
       maintenance:
