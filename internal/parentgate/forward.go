@@ -42,8 +42,16 @@ const (
 // forward sends a request of the registry to the parent and its answer back. With ShareFetches, concurrent GETs
 // of one blob share one fetch (see shared); everything else is forwarded as it comes.
 func (g *Gate) forward(w http.ResponseWriter, r *http.Request) {
-	out := g.outgoing(r)
 	key, blob := flightKey(r)
+	if blob && g.Peers != nil {
+		// One fetch across the replicas: the owner of the digest fetches it (see Peers). The replicas of a
+		// release share the parent's credentials, so their requests share the fetch whatever token they carry.
+		if g.toOwner(w, r, blobPath.FindStringSubmatch(r.URL.Path)[2]) {
+			return
+		}
+		key = r.URL.Path + "\x00" + "replicas"
+	}
+	out := g.outgoing(r)
 	if blob && g.ShareFetches {
 		g.shared(w, r, key, out)
 		return

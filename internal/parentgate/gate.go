@@ -76,6 +76,9 @@ type Gate struct {
 	Cooldown time.Duration
 	// Upstream returns the outbound proxy for a target host:port, nil to dial it directly.
 	Upstream func(target string) (*url.URL, error)
+	// Peers, with several registry replicas, routes each blob's fetch to the replica that owns its digest, so the
+	// replicas fetch it once between them; nil fetches every blob here.
+	Peers *Peers
 	// Log receives the gate's reports; nil discards them.
 	Log *slog.Logger
 	// Metrics receives the gate's counts (NewMetrics); nil counts nothing.

@@ -144,6 +144,9 @@ const (
 // the values.
 func checkStorageClass(ctx context.Context, c *Checker) (Status, string) {
 	cfg := c.Config
+	if t := cfg.Storage.Type; t != "" && t != StoragePVC {
+		return ok("storage.type=%s: the cache needs no volume", t)
+	}
 	var pvc *corev1.PersistentVolumeClaim
 	if cfg.PVC != "" {
 		p, err := c.Client.CoreV1().PersistentVolumeClaims(cfg.Namespace).Get(ctx, cfg.PVC, metav1.GetOptions{})

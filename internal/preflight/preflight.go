@@ -84,6 +84,9 @@ type Config struct {
 	StorageClass   string
 	StorageRequest string
 
+	// Storage is storage.*: the object store of the cache, when it is not the volume.
+	Storage ObjectStore
+
 	TrustDistribution bool
 	UseNodeSelector   bool
 	// RegistryNodeSelector is registry.nodeSelector as key=value items.
@@ -140,6 +143,7 @@ var checks = []check{
 	{"cert-manager", checkCertManager},
 	{"tls", checkTLS},
 	{"storage-class", checkStorageClass},
+	{"object-storage", checkObjectStore},
 	{"node-selector", checkNodeSelector},
 	{"pod-security", checkPodSecurity},
 	{"client-tokens", checkClientTokens},

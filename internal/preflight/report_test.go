@@ -54,6 +54,7 @@ cluster-ip: ok: service.clusterIP 10.96.0.50 is inside the service CIDR 10.96.0.
 cert-manager: ok: not used: the TLS source is generated
 tls: ok: certgen generates a CA and a serving certificate (ECDSA 256) for 10.96.0.50, cr-connected-registry, cr-connected-registry.connected-registry, cr-connected-registry.connected-registry.svc, cr-connected-registry.connected-registry.svc.cluster.local
 storage-class: ok: pvc.storageClassName is empty: the default StorageClass standard provisions the cache volume
+object-storage: ok: storage.type=pvc: the cache is on the release's volume
 node-selector: ok: trust distribution runs on every node
 pod-security: ok: namespace connected-registry sets no Pod Security level (the cluster's default applies; the trust agent needs privileged)
 client-tokens: ok: client tokens are off: pulls are anonymous inside the cluster network
@@ -91,10 +92,10 @@ client-tokens: ok: client tokens are off: pulls are anonymous inside the cluster
 		var out bytes.Buffer
 		msg, err := c.Report(context.Background(), &out)
 		require.ErrorIs(t, err, preflight.ErrChecksFailed)
-		require.EqualError(t, err, "preflight checks failed: 3 of 9 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix; Helm 3 shows only BackoffLimitExceeded: run kubectl connected-registry check --pre with the install's values to see these lines before installing")
+		require.EqualError(t, err, "preflight checks failed: 3 of 10 (connection-string, cluster-ip, node-selector); the lines above name each value and its fix; Helm 3 shows only BackoffLimitExceeded: run kubectl connected-registry check --pre with the install's values to see these lines before installing")
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		require.Len(t, lines, 9)
-		require.Equal(t, `preflight: 3 of 9 checks failed (connection-string, cluster-ip, node-selector); Helm 3 shows only BackoffLimitExceeded: run kubectl connected-registry check --pre with the install's values to see these lines before installing
+		require.Len(t, lines, 10)
+		require.Equal(t, `preflight: 3 of 10 checks failed (connection-string, cluster-ip, node-selector); Helm 3 shows only BackoffLimitExceeded: run kubectl connected-registry check --pre with the install's values to see these lines before installing
 connection-string: fail: connectionString: connection string field ParentEndpointProtocol is "ftp"; use https (or http for a parent without TLS)
 cluster-ip: fail: service.clusterIP 10.97.0.1 is outside the cluster's service CIDR 10.96.0.0/16: choose a free address in 10.96.0.0/16; the lower end of the range is kept for fixed ClusterIPs, and 10.96.0.1 is free (--set service.clusterIP=10.96.0.1)
 node-selector: fail: trustDistribution.useNodeSelector=true, but no node is labelled containerd-configured-by=connected-registry, so no node would trust the registry: label the nodes that pull from it (kubectl label node <node> containerd-configured-by=connected-registry), or set trustDistribution.useNodeSelector=false

@@ -241,4 +241,5 @@ through the bundle's cert-manager subchart (our own images fail in cr.imageRef w
 {{- if and ($v.networkPolicy | default dict).enabled (not $v.networkPolicy.nodeCIDRs) }}
 {{- fail "networkPolicy.enabled=true needs networkPolicy.nodeCIDRs: list the address ranges of the cluster's nodes (containerd pulls from them), for example --set networkPolicy.nodeCIDRs={10.0.0.0/16}" }}
 {{- end }}
+{{- include "cr.storage.validate" . }}
 {{- end }}

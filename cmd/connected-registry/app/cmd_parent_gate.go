@@ -56,8 +56,16 @@ type ParentGateOptions struct {
 	// probed, so the metrics follow it.
 	MetricsAddr   string
 	ProbeInterval time.Duration
-	budget        int64
-	proxy         *url.URL
+	// Peers is the DNS name of the headless Service of the registry replicas; empty: one replica, no routing.
+	Peers string
+	// PeerListen is the address the other replicas' gates reach this one on; PodIP is this pod's address.
+	PeerListen, PodIP string
+	// PeerSecret is the release's shared secret the replicas' gates authenticate each other with.
+	PeerSecret string
+	// PeerRefresh is how often the replicas are looked up.
+	PeerRefresh time.Duration
+	budget      int64
+	proxy       *url.URL
 }
 
 // AddFlags registers the flags.
@@ -94,6 +102,12 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 		"with --metrics-addr, how often to ask the parent for /v2/ when the registry has not heard from it, so connected_registry_parent_up follows it; 0 never probes")
 	o.addPullFlags(fs)
 	o.addSpaceFlags(fs)
+	fs.StringVar(&o.Peers, "peers", p+"PEERS", "",
+		"DNS name of the headless Service of the registry's replicas: each blob is fetched from the parent by the replica that owns its digest, once for all; empty: this replica fetches every blob")
+	fs.StringVar(&o.PeerListen, "peer-listen", p+"PEER_LISTEN", ":5129", "address the other replicas' gates reach this one on (with --peers)")
+	fs.StringVar(&o.PodIP, "pod-ip", "POD_IP", "", "this pod's IP address, as the headless Service lists it (with --peers)")
+	fs.StringVar(&o.PeerSecret, "peer-secret", p+"PEER_SECRET", "", "the release's shared secret the replicas' gates authenticate each other with (with --peers; give it by its environment variable)")
+	fs.DurationVar(&o.PeerRefresh, "peer-refresh", p+"PEER_REFRESH", 5*time.Second, "how often to look the replicas up (with --peers)")
 }
 
 // Complete checks the options. No message repeats the outbound proxy's URL: it may hold a password.
@@ -131,6 +145,11 @@ func (o *ParentGateOptions) Complete() error {
 			return usageErrorf("--spool-budget %q is not a size such as 8Gi", o.SpoolBudget)
 		}
 		o.budget = q.Value() / 16 * 15
+	}
+	if o.Peers != "" {
+		if err := o.completePeers(); err != nil {
+			return err
+		}
 	}
 	if o.UpstreamProxy != "" {
 		p, err := url.Parse(o.UpstreamProxy)
@@ -185,6 +204,28 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 			go g.ProbeEvery(ctx, o.ProbeInterval)
 		}
 	}
+	var peerSrv *http.Server
+	if o.Peers != "" {
+		_, port, _ := net.SplitHostPort(o.PeerListen)
+		g.Peers = &parentgate.Peers{
+			Self:    net.JoinHostPort(o.PodIP, port),
+			Secret:  o.PeerSecret,
+			Lookup:  parentgate.ResolveMembers(o.Peers, port),
+			Refresh: o.PeerRefresh,
+		}
+		pl, err := net.Listen("tcp", o.PeerListen)
+		if err != nil {
+			return fmt.Errorf("listening on --peer-listen %s: %w", o.PeerListen, err)
+		}
+		peerSrv = &http.Server{Handler: g.PeerHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		go func() {
+			if err := peerSrv.Serve(pl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("the peer port stopped", "addr", o.PeerListen, "err", err)
+			}
+		}()
+		defer peerSrv.Close()
+		fmt.Fprintf(out, "parent gate: one fetch per blob across the replicas of %s, as %s\n", o.Peers, g.Peers.Self)
+	}
 	if o.ShareFetches {
 		if err := g.Sweep(); err != nil {
 			log.Warn("removing spool files of an earlier run", "dir", o.SpoolDir, "err", err)
@@ -215,4 +256,24 @@ func (o *ParentGateOptions) Run(ctx context.Context, out io.Writer) error {
 		}
 		return nil
 	}
+}
+
+// completePeers checks the options of the routing between replicas. No message repeats the secret.
+func (o *ParentGateOptions) completePeers() error {
+	if _, _, err := net.SplitHostPort(o.PeerListen); err != nil {
+		return usageErrorf("--peer-listen %q is not host:port: %v", o.PeerListen, err)
+	}
+	if net.ParseIP(o.PodIP) == nil {
+		return usageErrorf("--pod-ip (POD_IP) %q is not an IP address: with --peers the chart gives the pod's status.podIP", o.PodIP)
+	}
+	if len(o.PeerSecret) < 16 {
+		return usageErrorf("--peer-secret (CONNECTED_REGISTRY_GATE_PEER_SECRET) must be at least 16 characters with --peers, got %d", len(o.PeerSecret))
+	}
+	if o.PeerRefresh <= 0 {
+		return usageErrorf("--peer-refresh must be positive, got %s", o.PeerRefresh)
+	}
+	if !o.ShareFetches {
+		return usageErrorf("--peers needs --share-fetches: the owner of a blob shares its one fetch with the other replicas")
+	}
+	return nil
 }

@@ -64,6 +64,24 @@ func TestParentGateCommandLine(t *testing.T) {
 			env:     map[string]string{"HTTPS_PROXY": "ftp://proxyuser:S3cretProxyPass@proxy.corp:3128"},
 			wantErr: `--upstream-proxy (HTTPS_PROXY) is not an http:// or https:// URL`,
 		},
+		{
+			name:    "replicas without the pod's IP should be a usage error naming the variable the chart sets",
+			args:    []string{"connected-registry", "parent-gate", "--parent", "https://parent.example", "--peers", "cr-peers.ns.svc"},
+			env:     map[string]string{"CONNECTED_REGISTRY_GATE_PEER_SECRET": "0123456789abcdef0123"},
+			wantErr: `--pod-ip (POD_IP) "" is not an IP address: with --peers the chart gives the pod's status.podIP`,
+		},
+		{
+			name:    "replicas with a short shared secret should be a usage error that does not repeat it",
+			args:    []string{"connected-registry", "parent-gate", "--parent", "https://parent.example", "--peers", "cr-peers.ns.svc"},
+			env:     map[string]string{"POD_IP": "10.1.2.3", "CONNECTED_REGISTRY_GATE_PEER_SECRET": "short-secret"},
+			wantErr: `--peer-secret (CONNECTED_REGISTRY_GATE_PEER_SECRET) must be at least 16 characters with --peers, got 12`,
+		},
+		{
+			name:    "replicas without shared fetches should be a usage error: the owner shares its one fetch",
+			args:    []string{"connected-registry", "parent-gate", "--parent", "https://parent.example", "--peers", "cr-peers.ns.svc", "--share-fetches=false"},
+			env:     map[string]string{"POD_IP": "10.1.2.3", "CONNECTED_REGISTRY_GATE_PEER_SECRET": "0123456789abcdef0123"},
+			wantErr: `--peers needs --share-fetches: the owner of a blob shares its one fetch with the other replicas`,
+		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

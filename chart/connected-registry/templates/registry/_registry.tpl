@@ -159,6 +159,9 @@ plain HTTP on the Service's port 80 (httpEnabled) with the same configuration an
       value: {{ include "cr.registry.debugAddr" (dict "http" true) | quote }}
     {{- end }}
     {{- end }}
+    {{- with include "cr.storage.env" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- with include "cr.extraEnv" . }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -519,14 +522,27 @@ outbound proxy's URL from the proxy Secret.
     - --pulls-configmap={{ include "cr.fullname" .root }}-cache-pulls
     {{- end }}
     - --log-level={{ .v.logLevel }}
-  {{- if .v.metrics.enabled }}
+    {{- with include "cr.replicas.gateArgs" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+  {{- $peerPorts := include "cr.replicas.gatePorts" . | trim }}
+  {{- if or .v.metrics.enabled $peerPorts }}
   ports:
+    {{- if .v.metrics.enabled }}
     - name: gate-metrics
       containerPort: {{ .v.metrics.gatePort }}
       protocol: TCP
+    {{- end }}
+    {{- with $peerPorts }}
+    {{- . | trimPrefix "ports:" | trim | nindent 4 }}
+    {{- end }}
   {{- end }}
-  {{- if or .proxy .caBundle .v.extraEnv }}
+  {{- $peerEnv := include "cr.replicas.gateEnv" . | trim }}
+  {{- if or .proxy .caBundle .v.extraEnv $peerEnv }}
   env:
+    {{- with $peerEnv }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- if and .proxy (or $p.httpsProxy $p.httpProxy) }}
     # The outbound proxy carries the gate's connections to the parent.
     - name: HTTPS_PROXY
@@ -597,9 +613,16 @@ outbound proxy's URL from the proxy Secret.
     medium: Memory
     sizeLimit: 1Mi
 {{- end }}
+{{- if eq .v.storage.type "pvc" }}
 - name: data
   persistentVolumeClaim:
     claimName: {{ $fullname }}-data
+{{- else }}
+# The cache is in the object store (storage.type={{ .v.storage.type }}); the registry writes nothing else here.
+- name: data
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
 {{- with .credentials }}
 - name: parent-credentials
   secret:
@@ -674,8 +697,7 @@ data:
       fields:
         service: connected-registry
     storage:
-      filesystem:
-        rootdirectory: /var/lib/registry
+      {{- include "cr.storage.config" . | trim | nindent 6 }}
       {{- if ne (include "cr.cache.enabled" .) "true" }}
       cache:
         blobdescriptor: inmemory
