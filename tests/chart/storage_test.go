@@ -204,3 +204,14 @@ func TestStorageRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicasWithMetrics: with several replicas and metrics on, the parent gate declares both its metrics port and
+// the port the other replicas' gates reach it on.
+func TestReplicasWithMetrics(t *testing.T) {
+	t.Parallel()
+	res, err := render(t, azureReplicas(map[string]any{"metrics": map[string]any{"enabled": true}}))
+	require.NoError(t, err)
+	d, ok := res.Find("Deployment", "cr-connected-registry")
+	require.True(t, ok)
+	require.Equal(t, map[string]float64{"gate-metrics": 9091, "peer": 5129}, portsOf(container(t, d, "parent-gate")))
+}

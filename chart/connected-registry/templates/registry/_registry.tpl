@@ -534,7 +534,7 @@ outbound proxy's URL from the proxy Secret.
       protocol: TCP
     {{- end }}
     {{- with $peerPorts }}
-    {{- . | trimPrefix "ports:" | trim | nindent 4 }}
+    {{- . | trimPrefix "ports:\n" | nindent 2 }}
     {{- end }}
   {{- end }}
   {{- $peerEnv := include "cr.replicas.gateEnv" . | trim }}
