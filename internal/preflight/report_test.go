@@ -59,7 +59,7 @@ node-selector: ok: trust distribution runs on every node
 pod-security: ok: namespace connected-registry sets no Pod Security level (the cluster's default applies; the trust agent needs privileged)
 client-tokens: ok: client tokens are off: pulls are anonymous inside the cluster network
 `, out.String())
-		require.Equal(t, "preflight: 9 checks passed\n", msg)
+		require.Equal(t, "preflight: 10 checks passed\n", msg)
 		_, err = client.CoreV1().Secrets(ns).Get(context.Background(), input, metav1.GetOptions{})
 		require.True(t, apierrors.IsNotFound(err), "the hook Secret is deleted once read: %v", err)
 	})
@@ -73,7 +73,7 @@ client-tokens: ok: client tokens are off: pulls are anonymous inside the cluster
 		var out bytes.Buffer
 		msg, err := reportChecker(client).Report(context.Background(), &out)
 		require.NoError(t, err)
-		require.Equal(t, "preflight: 9 checks passed, 1 with a warning (pod-security)\n", strings.SplitAfter(msg, "\n")[0])
+		require.Equal(t, "preflight: 10 checks passed, 1 with a warning (pod-security)\n", strings.SplitAfter(msg, "\n")[0])
 		events, err := client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 		require.NoError(t, err)
 		require.Len(t, events.Items, 1)

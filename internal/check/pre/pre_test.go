@@ -18,7 +18,9 @@ func TestParseArgs(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, preflight.Config{Namespace: "edge", Upgrade: true, Service: "cr-connected-registry", ClusterIP: "10.96.0.50",
 		DNSNames: []string{"a", "b"}, TLSSource: "secret", TLSSecret: "site-tls", KeyAlgorithm: "ECDSA", KeySize: 256,
-		TrustDistribution: true, RegistryNodeSelector: []string{"site=edge"}}, cfg)
+		TrustDistribution: true, RegistryNodeSelector: []string{"site=edge"},
+		Storage: preflight.ObjectStore{Type: preflight.StoragePVC, CreateIfMissing: true, AzureRealm: "core.windows.net",
+			AzureAccountKeyKey: "accountkey", S3Region: "us-east-1", S3AccessKeyKey: "accesskey", S3SecretKeyKey: "secretkey"}}, cfg)
 
 	_, err = pre.ParseArgs([]string{"certgen", "--namespace=edge"})
 	require.EqualError(t, err, `the rendered preflight Job does not run the preflight command (args "certgen --namespace=edge")`)
