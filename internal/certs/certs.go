@@ -210,6 +210,25 @@ func sign(random io.Reader, tmpl *x509.Certificate, key crypto.Signer, parent *P
 	}, nil
 }
 
+// ParseChain parses every CERTIFICATE block of data that parses, in order: a leaf and the intermediates after it.
+// Other blocks and certificates that do not parse are skipped.
+func ParseChain(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return out
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
 // ParsePair parses one PEM certificate and its PEM private key, and checks that they belong together.
 func ParsePair(certPEM, keyPEM []byte) (*Pair, error) {
 	cb, _ := pem.Decode(certPEM)

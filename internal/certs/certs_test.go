@@ -131,6 +131,22 @@ func TestParsePair(t *testing.T) {
 	require.EqualError(t, err, "no PEM certificate")
 }
 
+func TestParseChain(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	leaf, err := certs.Issue(rand.Reader, ca, request(certs.DefaultKeySpec), now)
+	require.NoError(t, err)
+	// A leaf, a key block and a broken certificate to skip, then the CA: the certificates, in order.
+	data := append(append([]byte{}, leaf.CertPEM...), leaf.KeyPEM...)
+	data = append(data, []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")...)
+	data = append(data, ca.CertPEM...)
+	got := certs.ParseChain(data)
+	require.Len(t, got, 2)
+	require.Equal(t, leaf.Cert.Raw, got[0].Raw)
+	require.Equal(t, ca.Cert.Raw, got[1].Raw)
+	require.Empty(t, certs.ParseChain([]byte("junk")))
+}
+
 func TestCAProblem(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/netip"
@@ -102,7 +101,7 @@ func (c *Checker) certificate(ctx context.Context) Line {
 	if err != nil {
 		return line(CheckCertificate, Fail, "this check needs get on Secrets in namespace "+c.Namespace, "reading the TLS Secret %s/%s: %v", c.Namespace, t.tlsSecret, err)
 	}
-	leafs := parseCerts(s.Data[corev1.TLSCertKey])
+	leafs := certs.ParseChain(s.Data[corev1.TLSCertKey])
 	if len(leafs) == 0 {
 		return line(CheckCertificate, Fail, "put the PEM certificate chain into the Secret's tls.crt", "Secret %s has no PEM certificate in tls.crt", t.tlsSecret)
 	}
@@ -155,22 +154,4 @@ func (c *Checker) certificate(ctx context.Context) Line {
 	}
 	return line(CheckCertificate, OK, "", "%s is valid until %s, names %s and chains to the published CA %s",
 		name, leaf.NotAfter.UTC().Format("2006-01-02"), t.clusterIP, bundle.Fingerprint(published))
-}
-
-// parseCerts parses every CERTIFICATE block of data that parses, in order.
-func parseCerts(data []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return out
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
-			out = append(out, c)
-		}
-	}
 }

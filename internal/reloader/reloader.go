@@ -299,7 +299,7 @@ func (r *Reloader) refusal(leaf *x509.Certificate, certPEM, caPEM []byte, now ti
 		return fmt.Sprintf("the Secret has no CA in %s to check it against, and the nodes could not trust it", bundle.Key)
 	}
 	intermediates := x509.NewCertPool()
-	for _, c := range parseAll(certPEM)[1:] {
+	for _, c := range certs.ParseChain(certPEM)[1:] {
 		intermediates.AddCert(c)
 	}
 	at := now
@@ -385,22 +385,4 @@ func parseLeaf(certPEM []byte) (*x509.Certificate, error) {
 		return nil, errors.New("tls.crt holds no PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)
-}
-
-// parseAll parses every CERTIFICATE block of certPEM that parses.
-func parseAll(certPEM []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for rest := certPEM; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return out
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
-			out = append(out, c)
-		}
-	}
 }
