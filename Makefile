@@ -69,7 +69,8 @@ unit: tools postrender plugin
 ## e2e: end-to-end tests on the real single-node cluster of tests/cluster (needs root; brings it up or reuses it)
 e2e: tools postrender
 	bash ci/e2e-deps.sh
-	E2E=1 go test -count=1 -timeout 60m -v ./tests/e2e/...
+	@set -o pipefail; mkdir -p _out; rc=0; E2E=1 go test -count=1 -timeout 60m -v ./tests/e2e/ 2>&1 | tee _out/e2e.log || rc=$$?; \
+	  if [ $$rc -ne 0 ]; then bash ci/test-failures.sh _out/e2e.log; fi; exit $$rc
 
 ## s3-store: build the S3-compatible store of the storage tests (MinIO from its Go module, about 17 minutes cold on
 ## 2 cores) into bin/minio; kept out of `make test` and .ci/run for its build time
