@@ -243,32 +243,32 @@ func TestLines(t *testing.T) {
 			change: func(t *testing.T, s *site) {
 				l := leaf(t, s.ca, "10.96.0.99", now.Add(-time.Hour), 90*24*time.Hour)
 				sec := s.find(&corev1.Secret{}, fullname+"-tls").(*corev1.Secret)
-				sec.Data["tls.crt"] = l.CertPEM
+				sec.Data["tls.crt"], sec.Data["tls.key"] = l.CertPEM, l.KeyPEM
 				s.with(sec)
 			},
 			check: check.CheckCertificate, status: check.Fail,
-			msg:  "lacks service.clusterIP 10.96.0.50 in its subject alternative names (IP:10.96.0.99, DNS:cr-connected-registry)",
-			hint: "with the IP SAN 10.96.0.50",
+			msg:  "does not hold the ClusterIP 10.96.0.50 in its subject alternative names (it holds IP:10.96.0.99, DNS:cr-connected-registry), so nodes pulling from 10.96.0.50:443 reject it",
+			hint: "delete the Secret and run helm upgrade",
 		},
 		{
 			name: "expired certificate should fail",
 			change: func(t *testing.T, s *site) {
 				l := leaf(t, s.ca, clusterIP, now.Add(-48*time.Hour), 24*time.Hour)
 				sec := s.find(&corev1.Secret{}, fullname+"-tls").(*corev1.Secret)
-				sec.Data["tls.crt"] = l.CertPEM
+				sec.Data["tls.crt"], sec.Data["tls.key"] = l.CertPEM, l.KeyPEM
 				s.with(sec)
 			},
-			check: check.CheckCertificate, status: check.Fail, msg: "expired on 2026-12-04T12:00:00Z", hint: "reissue it",
+			check: check.CheckCertificate, status: check.Fail, msg: "expired on 2026-12-04T12:00:00Z", hint: "delete the Secret and run helm upgrade",
 		},
 		{
-			name: "certificate inside the renewal window should warn",
+			name: "certificate overdue for renewal (in the last third of its life) should warn",
 			change: func(t *testing.T, s *site) {
-				l := leaf(t, s.ca, clusterIP, now.Add(-24*time.Hour), 5*24*time.Hour)
+				l := leaf(t, s.ca, clusterIP, now.Add(-80*24*time.Hour), 90*24*time.Hour)
 				sec := s.find(&corev1.Secret{}, fullname+"-tls").(*corev1.Secret)
-				sec.Data["tls.crt"] = l.CertPEM
+				sec.Data["tls.crt"], sec.Data["tls.key"] = l.CertPEM, l.KeyPEM
 				s.with(sec)
 			},
-			check: check.CheckCertificate, status: check.Warn, msg: "expires in 96h0m0s, on 2026-12-09T12:00:00Z", hint: "renew it",
+			check: check.CheckCertificate, status: check.Warn, msg: "expires on 2026-12-15T12:00:00Z (in 10 days), within the last third of its lifetime", hint: "delete the Secret and run helm upgrade",
 		},
 		{
 			name: "certificate of another CA than the published one should fail",
@@ -276,11 +276,22 @@ func TestLines(t *testing.T) {
 				other := newCA(t)
 				l := leaf(t, other, clusterIP, now.Add(-time.Hour), 90*24*time.Hour)
 				sec := s.find(&corev1.Secret{}, fullname+"-tls").(*corev1.Secret)
-				sec.Data["tls.crt"] = l.CertPEM
+				sec.Data["tls.crt"], sec.Data["tls.key"], sec.Data["ca.crt"] = l.CertPEM, l.KeyPEM, other.CertPEM
 				s.with(sec)
 			},
 			check: check.CheckCertificate, status: check.Fail, msg: "does not chain to the CA published in ConfigMap cr-connected-registry-trust-bundle",
-			hint: "put the CA that issued tls.crt into ca.crt",
+			hint: "the Secret's ca.crt differs from the published CA",
+		},
+		{
+			name: "certificate that does not chain to its own ca.crt should fail",
+			change: func(t *testing.T, s *site) {
+				l := leaf(t, newCA(t), clusterIP, now.Add(-time.Hour), 90*24*time.Hour)
+				sec := s.find(&corev1.Secret{}, fullname+"-tls").(*corev1.Secret)
+				sec.Data["tls.crt"], sec.Data["tls.key"] = l.CertPEM, l.KeyPEM
+				s.with(sec)
+			},
+			check: check.CheckCertificate, status: check.Fail, msg: "key tls.crt does not lead to the CA in Secret connected-registry/cr-connected-registry-tls key ca.crt",
+			hint: "delete the Secret and run helm upgrade",
 		},
 		{
 			name:   "missing TLS Secret should fail",

@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,11 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connected-registry/connected-registry/internal/certs"
+	"github.com/connected-registry/connected-registry/internal/tlscheck"
 	"github.com/connected-registry/connected-registry/internal/trust/bundle"
 )
-
-// RenewalWindow is how long before its expiry a certificate is reported; the same as the alert of the metrics.
-const RenewalWindow = 14 * 24 * time.Hour
 
 // registryReady: the registry Deployment has every replica ready and up to date; if not, why its pod is not.
 func (c *Checker) registryReady(ctx context.Context) Line {
@@ -81,12 +77,13 @@ func (c *Checker) podProblem(ctx context.Context, selector *metav1.LabelSelector
 	return ""
 }
 
-// certificate: the registry's TLS Secret holds a certificate that is valid now, names the Service's ClusterIP, and
-// chains to the CA published in the trust bundle ConfigMap, which the nodes install. It reads the Secret and the
-// ConfigMap rather than the certificate the registry serves: the tls-reloader installs only a certificate that
-// passes these same tests, so the Secret is what the registry serves or is about to serve, and a Secret that fails
-// them is exactly what the operator must fix; reading them needs no network path from the workstation to the
-// registry. The registry's own answer is covered by registry-ready (its readiness probe is an HTTPS request).
+// certificate: the registry's TLS Secret passes the same checks as the preflight's (internal/tlscheck: a valid
+// key pair, valid now, names the Service's ClusterIP, chains to its ca.crt, not overdue for renewal), and chains to
+// the CA published in the trust bundle ConfigMap, which the nodes install. It reads the Secret and the ConfigMap
+// rather than the certificate the registry serves: the tls-reloader installs only a certificate that passes these
+// same tests, so the Secret is what the registry serves or is about to serve, and a Secret that fails them is
+// exactly what the operator must fix; reading them needs no network path from the workstation to the registry. The
+// registry's own answer is covered by registry-ready (its readiness probe is an HTTPS request).
 func (c *Checker) certificate(ctx context.Context) Line {
 	t := c.target
 	if t.tlsSecret == "" {
@@ -101,30 +98,17 @@ func (c *Checker) certificate(ctx context.Context) Line {
 	if err != nil {
 		return line(CheckCertificate, Fail, "this check needs get on Secrets in namespace "+c.Namespace, "reading the TLS Secret %s/%s: %v", c.Namespace, t.tlsSecret, err)
 	}
-	leafs := certs.ParseChain(s.Data[corev1.TLSCertKey])
-	if len(leafs) == 0 {
-		return line(CheckCertificate, Fail, "put the PEM certificate chain into the Secret's tls.crt", "Secret %s has no PEM certificate in tls.crt", t.tlsSecret)
+	opts := tlscheck.Options{Clock: c.Clock}
+	if ip, err := netip.ParseAddr(t.clusterIP); err == nil {
+		opts.ClusterIP = ip
 	}
-	leaf := leafs[0]
+	report := tlscheck.CheckSecret(tlscheck.Secret{Namespace: c.Namespace, Name: t.tlsSecret, Found: true, Type: string(s.Type), Data: s.Data}, opts)
+	reissue := "with cert-manager or generated certificates, delete the Secret and run helm upgrade to reissue it; with tls.secret or tls.crt, give a new certificate"
+	if err := report.Err(); err != nil {
+		return line(CheckCertificate, Fail, "the tls-reloader does not install it and keeps serving the certificate it has, if any; "+reissue, "%v", err)
+	}
+	leaf := report.Certificate
 	name := fmt.Sprintf("the certificate of Secret %s (serial %s)", t.tlsSecret, leaf.SerialNumber)
-	now := c.now()
-	reissue := "reissue it: with cert-manager or generated certificates, delete the Secret and run helm upgrade; with tls.secret or tls.crt, give a new certificate"
-	switch {
-	case now.After(leaf.NotAfter):
-		return line(CheckCertificate, Fail, reissue, "%s expired on %s", name, leaf.NotAfter.UTC().Format(time.RFC3339))
-	case now.Before(leaf.NotBefore):
-		return line(CheckCertificate, Fail, "check the clock of the machine that issued it; "+reissue, "%s is not valid before %s", name, leaf.NotBefore.UTC().Format(time.RFC3339))
-	}
-	if t.clusterIP != "" {
-		ip, err := netip.ParseAddr(t.clusterIP)
-		if err == nil && !slices.ContainsFunc(leaf.IPAddresses, func(a net.IP) bool {
-			b, ok := netip.AddrFromSlice(a)
-			return ok && b.Unmap() == ip.Unmap()
-		}) {
-			return line(CheckCertificate, Fail, "the nodes pull from "+t.clusterIP+":443 and refuse this certificate; the tls-reloader does not install it. "+reissue+" with the IP SAN "+t.clusterIP,
-				"%s lacks service.clusterIP %s in its subject alternative names (%s)", name, t.clusterIP, certs.SANs(leaf))
-		}
-	}
 	if t.bundle == "" {
 		return line(CheckCertificate, Warn, "the registry Deployment was changed after install: compare it with `helm get manifest`",
 			"%s is valid until %s, but the tls-reloader names no trust bundle to check its chain against", name, leaf.NotAfter.UTC().Format(time.RFC3339))
@@ -134,24 +118,33 @@ func (c *Checker) certificate(ctx context.Context) Line {
 		return line(CheckCertificate, Fail, "the tls-reloader publishes it: see kubectl -n "+c.Namespace+" logs deployment/"+c.target.deployment.Name+" -c tls-reloader",
 			"the published CA is not readable: %v", err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(published)
-	inter := x509.NewCertPool()
-	for _, ic := range leafs[1:] {
-		inter.AddCert(ic)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+	if err := chainsTo(s.Data[corev1.TLSCertKey], published, c.now()); err != nil {
 		hint := "the nodes trust the CA of ConfigMap " + t.bundle + ", published from the Secret's ca.crt: put the CA that issued tls.crt into ca.crt"
 		if !bytes.Equal(bytes.TrimSpace(published), bytes.TrimSpace(s.Data[bundle.Key])) {
 			hint = "the Secret's ca.crt differs from the published CA: the tls-reloader publishes it within seconds; if this stays, see kubectl -n " + c.Namespace + " logs deployment/" + c.target.deployment.Name + " -c tls-reloader"
 		}
 		return line(CheckCertificate, Fail, hint, "%s does not chain to the CA published in ConfigMap %s (CA %s): %v", name, t.bundle, bundle.Fingerprint(published), err)
 	}
-	if left := leaf.NotAfter.Sub(now); left < RenewalWindow {
-		return line(CheckCertificate, Warn, "renew it before it expires: "+reissue,
-			"%s expires in %s, on %s", name, left.Round(time.Hour), leaf.NotAfter.UTC().Format(time.RFC3339))
+	if report.Status() == tlscheck.Warn {
+		return line(CheckCertificate, Warn, reissue, "%s", report.Summary())
 	}
 	return line(CheckCertificate, OK, "", "%s is valid until %s, names %s and chains to the published CA %s",
 		name, leaf.NotAfter.UTC().Format("2006-01-02"), t.clusterIP, bundle.Fingerprint(published))
+}
+
+// chainsTo verifies the PEM chain against the published CA bundle, as a node that installed it would.
+func chainsTo(chainPEM, caPEM []byte, now time.Time) error {
+	chain := certs.ParseChain(chainPEM)
+	if len(chain) == 0 {
+		return fmt.Errorf("no certificate in tls.crt")
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	inter := x509.NewCertPool()
+	for _, ic := range chain[1:] {
+		inter.AddCert(ic)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err
 }

@@ -141,7 +141,7 @@ func TestCheck(t *testing.T) {
 	require.Equal(t, 1, code)
 	l = lineOf(t, r, check.CheckCertificate)
 	require.Equal(t, check.Fail, l.Status, "%+v", l)
-	require.Contains(t, l.Message, "lacks service.clusterIP "+framework.ClusterIP)
+	require.Contains(t, l.Message, "does not hold the ClusterIP "+framework.ClusterIP)
 	require.Contains(t, l.Hint, "the tls-reloader does not install it")
 
 	// The tls-reloader refuses it with an Event nobody would see: check shows it as a warning line.
