@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: release release-test extension-bundle push-images all tools postrender plugin generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync s3-store test-s3
+.PHONY: chart-deps release release-test extension-bundle push-images all tools postrender plugin generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync s3-store test-s3
 
 all: verify test
 
@@ -80,6 +80,11 @@ s3-store:
 ## test-s3: the object store checks against a real MinIO (the preflight's storage check on the s3 driver)
 test-s3: s3-store
 	S3_REQUIRED=1 go test -count=1 -run 'TestS3' -v ./internal/storecheck/
+
+## chart-deps: put cert-manager's chart (from its Go module, through the Go module proxy: no chart repository) into
+## chart/connected-registry/charts/, which git ignores, so `helm install chart/connected-registry` works from a clone
+chart-deps:
+	go run ./ci/stagechart --vendor
 
 ## cluster-build: build the embedded cluster's binaries (Kubernetes v1.37.2 from the Go module proxy) into its
 ## state directory; a build already up to date costs seconds

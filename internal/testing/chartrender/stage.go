@@ -58,24 +58,33 @@ func StageChart(dst string) (string, error) {
 	if err := copyTree(src, out, func(rel string) bool { return rel == "charts" }); err != nil {
 		return "", err
 	}
-	mod, err := CertManagerModuleDir()
-	if err != nil {
+	if err := VendorCertManager(out); err != nil {
 		return "", err
 	}
-	cm := filepath.Join(out, "charts", "cert-manager")
+	return out, nil
+}
+
+// VendorCertManager writes cert-manager's chart, taken from its Go module and stamped with the pinned version, into
+// chartDir/charts/cert-manager, replacing what is there: `helm dependency build` without the jetstack repository.
+func VendorCertManager(chartDir string) error {
+	mod, err := CertManagerModuleDir()
+	if err != nil {
+		return err
+	}
+	cm := filepath.Join(chartDir, "charts", "cert-manager")
+	if err := os.RemoveAll(cm); err != nil {
+		return err
+	}
 	if err := copyTree(filepath.Join(mod, "deploy", "charts", "cert-manager"), cm, nil); err != nil {
-		return "", err
+		return err
 	}
 	chartYAML := filepath.Join(cm, "Chart.yaml")
 	data, err := os.ReadFile(chartYAML)
 	if err != nil {
-		return "", err
+		return err
 	}
 	data = chartVersionLine.ReplaceAll(data, []byte("$1: "+CertManagerVersion))
-	if err := os.WriteFile(chartYAML, data, 0o644); err != nil {
-		return "", err
-	}
-	return out, nil
+	return os.WriteFile(chartYAML, data, 0o644)
 }
 
 func copyTree(src, dst string, skip func(rel string) bool) error {
