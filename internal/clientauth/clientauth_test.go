@@ -1,7 +1,6 @@
 package clientauth
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 )
 
 const service = "10.96.0.50:443"
@@ -144,12 +145,12 @@ func TestGrant(t *testing.T) {
 
 // testIssuer returns an issuer with tokens "reader" (password "pw-reader", library/app and team/*) and
 // "disabled", its clock and its log.
-func testIssuer(t *testing.T) (*Issuer, *fakeClock, *syncBuffer) {
+func testIssuer(t *testing.T) (*Issuer, *fakeClock, *syncbuf.Buffer) {
 	t.Helper()
 	keys, err := NewKeys()
 	require.NoError(t, err)
 	clk := newClock()
-	buf := &syncBuffer{}
+	buf := &syncbuf.Buffer{}
 	is := &Issuer{Service: service, Name: "cr-token-server", Lifetime: 5 * time.Minute, Keys: keys,
 		FailEvery: 10 * time.Second, FailBurst: 3, Clock: clk, Log: slog.New(slog.NewTextHandler(buf, nil))}
 	cs, err := ParseClients(map[string][]byte{
@@ -160,18 +161,6 @@ func testIssuer(t *testing.T) (*Issuer, *fakeClock, *syncBuffer) {
 	is.SetClients(cs)
 	return is, clk, buf
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func get(t *testing.T, h http.Handler, user, pw, remote string, scopes ...string) *httptest.ResponseRecorder {
 	t.Helper()

@@ -1,7 +1,6 @@
 package parentgate
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connected-registry/connected-registry/internal/registryapi"
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 )
 
 // tokenParent stands in for a registry with token auth, as ACR answers: /v2/ challenges with a Bearer realm on
@@ -178,11 +178,11 @@ func (c registryClient) get(path string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-func tokenGate(t *testing.T, p *tokenParent) (*Gate, registryClient, *lockedBuffer) {
+func tokenGate(t *testing.T, p *tokenParent) (*Gate, registryClient, *syncbuf.Buffer) {
 	t.Helper()
 	u, err := url.Parse(p.URL)
 	require.NoError(t, err)
-	log := &lockedBuffer{}
+	log := &syncbuf.Buffer{}
 	g := newGate()
 	g.ResponseTimeout = 5 * time.Second
 	g.Parent = u
@@ -195,24 +195,6 @@ func tokenGate(t *testing.T, p *tokenParent) (*Gate, registryClient, *lockedBuff
 		}
 	})
 	return g, registryClient{t: t, gate: startGate(t, g), user: p.user, password: p.password}, log
-}
-
-// lockedBuffer is a bytes.Buffer written by the gate's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestTokenAuth(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 )
 
 // replica is one registry replica's gate: its loopback URL (the registry's remoteurl) and its peer server.
@@ -155,7 +157,7 @@ func TestOwnerRouting(t *testing.T) {
 		release := func() { once.Do(func() { close(hold) }) }
 		rs, _ := replicaSet(t, parent.Server, 3, "release-secret")
 		t.Cleanup(release) // before the servers close, even when the test fails
-		logs := &lockedBuffer{}
+		logs := &syncbuf.Buffer{}
 		for _, r := range rs {
 			r.gate.Log = slog.New(slog.NewTextHandler(logs, nil))
 		}

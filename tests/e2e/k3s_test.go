@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 	"github.com/connected-registry/connected-registry/tests/e2e/framework"
 )
@@ -318,9 +317,9 @@ func pushRandom(t *testing.T, ca *testenv.CA, ref string) {
 }
 
 // startAgent runs `connected-registry trust-agent args...` until the test ends and returns its output.
-func startAgent(t *testing.T, bin string, args []string) *syncedBuffer {
+func startAgent(t *testing.T, bin string, args []string) *syncbuf.Buffer {
 	t.Helper()
-	out := &syncedBuffer{}
+	out := &syncbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -336,7 +335,7 @@ func startAgent(t *testing.T, bin string, args []string) *syncedBuffer {
 }
 
 // waitReady waits for the agent's /readyz to answer 200: the entry is written and containerd uses it.
-func waitReady(t *testing.T, port int, out *syncedBuffer) {
+func waitReady(t *testing.T, port int, out *syncbuf.Buffer) {
 	t.Helper()
 	u := "http://127.0.0.1:" + strconv.Itoa(port) + "/readyz"
 	require.Eventually(t, func() bool {
@@ -374,22 +373,4 @@ func tailLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// syncedBuffer collects a process's output while the test reads it.
-type syncedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

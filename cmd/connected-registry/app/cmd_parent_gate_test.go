@@ -1,14 +1,12 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 )
 
 func TestParentGateCommandLine(t *testing.T) {
@@ -92,24 +91,6 @@ func TestParentGateCommandLine(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the command's goroutine and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestParentGateServesUntilCanceled(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -123,7 +104,7 @@ func TestParentGateServesUntilCanceled(t *testing.T) {
 	defer parent.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Execute(ctx, []string{"connected-registry", "parent-gate", "--listen", addr, "--response-timeout", "200ms", "--spool-dir", t.TempDir()},
@@ -169,7 +150,7 @@ func TestParentGateServesMetrics(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Execute(ctx, []string{"connected-registry", "parent-gate", "--listen", listen, "--parent", parent.URL,

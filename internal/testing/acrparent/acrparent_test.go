@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/connected-registry/connected-registry/internal/connstring"
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 	"github.com/connected-registry/connected-registry/internal/testing/testenv"
 )
 
@@ -64,24 +64,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func tail(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -100,7 +82,7 @@ func testCA(t *testing.T) *testenv.CA {
 // Distribution process's output if the test failed.
 func startParent(t *testing.T, ctx context.Context, ca *testenv.CA, o Options) *Parent {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	o.Bin, o.Dir, o.CA, o.Log = registryBinary(t), t.TempDir(), ca, out
 	start := time.Now()
 	p, err := Start(ctx, o)
@@ -635,7 +617,7 @@ func TestConnectedRegistryPullsAnUncachedImage(t *testing.T) {
 // startProxy starts a connected registry of remoteURL for this test.
 func startProxy(t *testing.T, ctx context.Context, ca *testenv.CA, remoteURL string, a Account) *Proxy {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	start := time.Now()
 	cr, err := StartProxy(ctx, ProxyOptions{Bin: registryBinary(t), Dir: t.TempDir(), CA: ca, RemoteURL: remoteURL,
 		Username: a.Name, Password: a.Password, Log: out})
