@@ -216,7 +216,14 @@ func (o *TokenServerOptions) Run(ctx context.Context, out io.Writer) error {
 		case <-ctx.Done():
 			shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			err := srv.Shutdown(shutdown)
+			if errors.Is(err, context.DeadlineExceeded) {
+				// Connections still busy after 5 s, or opened and never used (a client's spare connection is
+				// "new" to the server until its first request): the pod is going away, so close them.
+				o.Log.Warn("closing the connections still open 5s after the shutdown began")
+				return srv.Close()
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
