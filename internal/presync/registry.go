@@ -54,11 +54,16 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// registry is a client of the connected registry's API.
+// registry is a client of the connected registry's API. With credentials, it authenticates as the registry asks:
+// Basic (registry.clientAuthSecret's htpasswd) or bearer tokens from its token server (clientTokens).
 type registry struct {
-	base               *url.URL
-	http               *http.Client
-	username, password string
+	base  *url.URL
+	http  *http.Client
+	creds *registryapi.Credentials
+}
+
+func newRegistry(base *url.URL, client *http.Client, username, password string) *registry {
+	return &registry{base: base, http: client, creds: &registryapi.Credentials{Client: client, Username: username, Password: password}}
 }
 
 func (r *registry) url(repo, path string) string {
@@ -67,7 +72,8 @@ func (r *registry) url(repo, path string) string {
 	return u.String()
 }
 
-func (r *registry) do(ctx context.Context, method, u string, header http.Header) (*http.Response, error) {
+// do sends a request about repo (none for /v2/), with the credentials it needs.
+func (r *registry) do(ctx context.Context, repo, method, u string, header http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
@@ -75,10 +81,14 @@ func (r *registry) do(ctx context.Context, method, u string, header http.Header)
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if r.username != "" {
-		req.SetBasicAuth(r.username, r.password)
+	if r.creds == nil {
+		return r.http.Do(req)
 	}
-	return r.http.Do(req)
+	scope := ""
+	if repo != "" {
+		scope = "repository:" + repo + ":pull"
+	}
+	return r.creds.Do(req, scope)
 }
 
 // apiError reads an error answer.
@@ -93,7 +103,7 @@ func apiError(resp *http.Response) error {
 
 // probe asks for probeDigest in repo and returns nil when the parent serves the repository to the sync token.
 func (r *registry) probe(ctx context.Context, repo string) error {
-	resp, err := r.do(ctx, http.MethodGet, r.url(repo, "manifests/"+probeDigest.String()), http.Header{"Accept": {manifestAccept}})
+	resp, err := r.do(ctx, repo, http.MethodGet, r.url(repo, "manifests/"+probeDigest.String()), http.Header{"Accept": {manifestAccept}})
 	if err != nil {
 		return err
 	}
@@ -117,7 +127,7 @@ func (r *registry) tags(ctx context.Context, repo string) ([]string, error) {
 		if pages > 10000 {
 			return nil, fmt.Errorf("listing the tags of %s: more than 10000 pages", repo)
 		}
-		resp, err := r.do(ctx, http.MethodGet, next, nil)
+		resp, err := r.do(ctx, repo, http.MethodGet, next, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +201,7 @@ func (r *registry) getManifest(ctx context.Context, repo, ref string, ifNot dige
 	if ifNot != "" {
 		h.Set("If-None-Match", `"`+ifNot.String()+`"`)
 	}
-	resp, err := r.do(ctx, http.MethodGet, r.url(repo, "manifests/"+ref), h)
+	resp, err := r.do(ctx, repo, http.MethodGet, r.url(repo, "manifests/"+ref), h)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +256,7 @@ const (
 // before answering a HEAD), but it answers only once the blob is stored: no progress, no rate limit, no way to
 // stop it cleanly.
 func (r *registry) fetchBlob(ctx context.Context, repo string, d digest.Digest, size int64, body func(io.Reader) io.Reader) (blobResult, int64, error) {
-	resp, err := r.do(ctx, http.MethodGet, r.url(repo, "blobs/"+d.String()), http.Header{"If-None-Match": {`"` + d.String() + `"`}})
+	resp, err := r.do(ctx, repo, http.MethodGet, r.url(repo, "blobs/"+d.String()), http.Header{"If-None-Match": {`"` + d.String() + `"`}})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/connected-registry/connected-registry/internal/clock"
 	"github.com/connected-registry/connected-registry/internal/english"
+	"github.com/connected-registry/connected-registry/internal/registryapi"
 )
 
 const (
@@ -118,7 +119,7 @@ func (r *Runner) Run(ctx context.Context) (*Status, error) {
 	}
 	started := now()
 	rn := &run{Runner: r, now: now, large: make(chan struct{}, r.Concurrency), small: make(chan struct{}, r.Concurrency),
-		reg: &registry{base: r.Registry, http: r.HTTPClient, username: r.Username, password: r.Password}}
+		reg: newRegistry(r.Registry, r.HTTPClient, r.Username, r.Password)}
 	st := &Status{Schedule: r.ScheduleText, Window: r.WindowText, Events: prev.Events,
 		Run: Run{Started: started, Result: ResultRunning}}
 	for _, sel := range r.Repositories {
@@ -346,7 +347,8 @@ func (rn *run) waitRegistry(ctx context.Context) error {
 	for {
 		err := rn.reg.ping(ctx)
 		var ae *APIError
-		if err == nil || errors.As(err, &ae) && ae.Status == http.StatusUnauthorized || !rn.now().Before(deadline) {
+		refused := errors.As(err, &ae) && ae.Status == http.StatusUnauthorized || errors.Is(err, registryapi.ErrTokenRefused)
+		if err == nil || refused || !rn.now().Before(deadline) {
 			return err
 		}
 		rn.Log.Info("waiting for the registry", "registry", rn.Registry.String(), "err", err)
@@ -360,7 +362,7 @@ func (rn *run) waitRegistry(ctx context.Context) error {
 
 // ping checks that the registry answers its API.
 func (r *registry) ping(ctx context.Context) error {
-	resp, err := r.do(ctx, http.MethodGet, r.base.JoinPath("/v2/").String(), nil)
+	resp, err := r.do(ctx, "", http.MethodGet, r.base.JoinPath("/v2/").String(), nil)
 	if err != nil {
 		return err
 	}
@@ -368,7 +370,7 @@ func (r *registry) ping(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		err := apiError(resp)
 		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("%w: the registry requires clients to authenticate (registry.clientAuthSecret): give the sync its credentials (sync.credentialsSecret)", err)
+			return fmt.Errorf("%w: the registry requires clients to authenticate (registry.clientAuthSecret or clientTokens): give the sync its credentials (sync.credentialsSecret)", err)
 		}
 		return err
 	}
@@ -377,6 +379,9 @@ func (r *registry) ping(ctx context.Context) error {
 
 // repositoryProblem says why the parent will not serve a repository, from the answer to the probe.
 func repositoryProblem(err error) string {
+	if errors.Is(err, registryapi.ErrScopeNotGranted) {
+		return "the registry's client token (sync.credentialsSecret) may not read it (" + err.Error() + "): add the repository to that token's scope"
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		switch {

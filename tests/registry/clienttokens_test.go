@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,8 @@ import (
 
 	"github.com/connected-registry/connected-registry/cmd/connected-registry/app"
 	"github.com/connected-registry/connected-registry/internal/cli"
+	"github.com/connected-registry/connected-registry/internal/presync"
+	"github.com/connected-registry/connected-registry/internal/registryapi"
 	"github.com/connected-registry/connected-registry/internal/testing/acrparent"
 	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 	"github.com/connected-registry/connected-registry/internal/testing/podemu"
@@ -309,6 +312,38 @@ func TestClientTokens(t *testing.T) {
 			t.Fatalf("a wrong password answered %d, want 401", status)
 		}
 	})
+	t.Run("the pre-sync pulls with a client token, through bearer tokens of the token endpoint", func(t *testing.T) {
+		fresh := newMultiArch(t)
+		must(t, par.Push(context.Background(), repo+":presync", fresh.index))
+		run := func(user, pw, repositories string) (*presync.Status, error) {
+			sels, err := presync.ParseRepositories("sync.repositories", repositories)
+			must(t, err)
+			r := &presync.Runner{Registry: &url.URL{Scheme: "https", Host: clusterIP + ":443"}, HTTPClient: httpc,
+				Username: user, Password: pw, Repositories: sels, Concurrency: 2, Store: &presync.MemoryStore{}, RegistryWait: 10 * time.Second}
+			return r.Run(context.Background())
+		}
+		before := par.BlobGets()
+		st, err := run("reader", "reader-pw", `[{"name":"`+repo+`","tags":["presync"]}]`)
+		if err != nil || st.Run.TagsSynced != 1 || st.Run.TagsFailed != 0 {
+			t.Fatalf("the sync with the reader token: %v; %s", err, st.Summary())
+		}
+		if got, want := par.BlobGets()-before, len(fresh.contentBlobs()); got != want {
+			t.Errorf("the sync fetched %d blobs from the parent, want the image's %d", got, want)
+		}
+		before = par.BlobGets()
+		if st, err = run("reader", "reader-pw", `[{"name":"`+repo+`","tags":["presync"]}]`); err != nil || par.BlobGets() != before {
+			t.Errorf("a second sync: %v, %d more blobs from the parent, want none; %s", err, par.BlobGets()-before, st.Summary())
+		}
+
+		st, err = run("reader", "reader-pw", `[{"name":"other/app","tags":["`+tag+`"]}]`)
+		if !errors.Is(err, presync.ErrNothingSynced) || !strings.Contains(repoError(st, "other/app"), "sync.credentialsSecret) may not read it") {
+			t.Errorf("a sync outside the token's scope: %v; the status says %q, want it to name sync.credentialsSecret", err, repoError(st, "other/app"))
+		}
+		_, err = run("reader", "wrong-password-1", `[{"name":"`+repo+`","tags":["presync"]}]`)
+		if err == nil || !strings.Contains(err.Error(), registryapi.ErrTokenRefused.Error()+": 10.96.0.50:443/token answered 401 to user reader") || strings.Contains(err.Error(), "wrong-password-1") {
+			t.Errorf("a sync with a wrong password: %v, want the token endpoint's refusal without the password", err)
+		}
+	})
 	t.Run("a revoked token is refused within seconds, without a restart", func(t *testing.T) {
 		secret.Data = map[string][]byte{"lister": secret.Data["lister"]}
 		_, err := cs.CoreV1().Secrets(chartrender.DefaultNamespace).Update(context.Background(), secret, metav1.UpdateOptions{})
@@ -329,4 +364,17 @@ func TestClientTokens(t *testing.T) {
 			t.Fatalf("a pull with the revoked token: %v, want 401", err)
 		}
 	})
+}
+
+// repoError is the status's error of a repository, or "".
+func repoError(st *presync.Status, name string) string {
+	if st == nil {
+		return ""
+	}
+	for _, r := range st.Repositories {
+		if r.Name == name {
+			return r.Error
+		}
+	}
+	return ""
 }

@@ -11,8 +11,8 @@ against. Each message names the key and gives an example.
 {{- if eq .v.registry.engine "acr" }}
 {{- fail "sync.enabled=true needs registry.engine=distribution: Microsoft's connected-registry image (registry.engine=acr) syncs the repositories of its sync token itself, on the schedule of its connected-registry resource" }}
 {{- end }}
-{{- if (.v.clientTokens | default dict).enabled }}
-{{- fail "sync.enabled=true with clientTokens.enabled=true: the sync runner authenticates with Basic auth only, and a registry with client tokens takes only bearer tokens, so every run would fail; run the pre-sync on a release without client tokens (such as the child of examples/nested), or set clientTokens.enabled=false" }}
+{{- if and (.v.clientTokens | default dict).enabled (not $s.credentialsSecret) }}
+{{- fail "sync.enabled=true with clientTokens.enabled=true needs sync.credentialsSecret: the registry takes only client tokens, so name a Secret with the keys username (a client token's name) and password (its password) of a token whose scope reads the sync.repositories" }}
 {{- end }}
 {{- if and .v.registry.clientAuthSecret (not $s.credentialsSecret) }}
 {{- fail "sync.enabled=true with registry.clientAuthSecret needs sync.credentialsSecret: the registry requires clients to authenticate, so name a Secret with the username and password (an entry of the htpasswd file) the sync pulls with" }}
