@@ -101,7 +101,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&o.OutageTimeout, "outage-timeout", durationDefault(def("outage-timeout", ""), 30*time.Second), "limit of one pull while the parent is down")
 	fs.Var(&o.extraVariants, "variant", "an extra connected-registry variant NAME=EXPR[,EXPR...] of --set expressions (env:KEY=VALUE adds to the registry's environment, for experiments), measured after the built-in ones (repeatable)")
 	fs.Var(&o.extraOutage, "outage-variant", "an extra variant for the outage benchmark, as --variant (repeatable)")
-	fs.BoolVar(&o.keepDir, "keep", false, "keep the working directory")
+	fs.BoolVar(&o.keepDir, "keep", false, "keep the working directory (the storage section also keeps every process's output in its logs/)")
 	for name, set := range map[string]func(string) error{
 		"runs": intFlag(&o.Runs), "layer-size": int64Flag(&o.LayerSize), "cold-clients": intsFlag(&o.ColdClients),
 		"warm-clients": intsFlag(&o.WarmClients), "sections": func(s string) error { o.Sections = splitList(s); return nil },

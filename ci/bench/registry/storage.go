@@ -132,17 +132,10 @@ func peerArgs(args []string, ips []string, podIP string, port int, peers bool) [
 // every storage case, through a link of UplinkRate bytes per second to the parent; the cases take turns in each
 // run, each with an empty cache (a new directory or a new container).
 func (b *bench) runStorage(ctx context.Context) error {
-	root := chartrender.RepoRoot()
-	bin := testenv.AzuriteBin(root)
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("azurite is missing at %s: run bash ci/azurite.sh", bin)
+	azurite := testenv.AzuriteBin(chartrender.RepoRoot())
+	if _, err := os.Stat(azurite); err != nil {
+		return fmt.Errorf("azurite is missing at %s: run bash ci/azurite.sh", azurite)
 	}
-	az, err := testenv.StartAzurite(ctx, bin, "127.0.0.1", filepath.Join(b.o.Dir, "azurite"), nil)
-	if err != nil {
-		return err
-	}
-	defer az.Stop()
-
 	_, port, err := net.SplitHostPort(b.e.parentHost)
 	if err != nil {
 		return err
@@ -163,7 +156,7 @@ func (b *bench) runStorage(ctx context.Context) error {
 	for run := 0; run < b.o.Runs; run++ {
 		for _, r := range b.res.storage {
 			b.e.logf("storage: %s, %d clients, run %d of %d", r.c.name, b.o.StorageClients, run+1, b.o.Runs)
-			if err := b.storageRun(ctx, az, link, via, img, r, run); err != nil {
+			if err := b.storageRun(ctx, azurite, link, via, img, r); err != nil {
 				return fmt.Errorf("%s: %w", r.c.name, err)
 			}
 		}
@@ -174,16 +167,23 @@ func (b *bench) runStorage(ctx context.Context) error {
 	return nil
 }
 
-// storageRun starts case r's replicas with an empty cache, pulls img cold with StorageClients clients, waits until
-// the cache holds it, and records what the parent and the uplink sent.
-func (b *bench) storageRun(ctx context.Context, az *testenv.ObjectStore, link *testenv.Link, via string, img *testImage, r *storageResult, run int) error {
+// storageRun starts case r's replicas with an empty cache (on object storage, a new Azurite from azurite), pulls
+// img cold with StorageClients clients, waits until the cache holds it, and records what the parent and the uplink
+// sent. The cache is removed afterwards: the machine's disk holds one case's copy at a time.
+func (b *bench) storageRun(ctx context.Context, azurite string, link *testenv.Link, via string, img *testImage, r *storageResult) error {
 	c := r.c
 	v := variant{name: c.name, set: []string{"replicas=" + strconv.Itoa(c.replicas)}}
 	var blobs *container.Client
 	opts := podemu.Options{}
 	if c.storage == "azure" {
-		cont := fmt.Sprintf("bench-%s-%d", c.key, run)
-		var err error
+		dir := filepath.Join(b.o.Dir, "azurite")
+		az, err := testenv.StartAzurite(ctx, azurite, "127.0.0.1", dir, nil)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		defer az.Stop()
+		cont := "registry"
 		if blobs, err = createContainer(ctx, az, cont); err != nil {
 			return err
 		}
@@ -202,6 +202,9 @@ func (b *bench) storageRun(ctx context.Context, az *testenv.ObjectStore, link *t
 	}
 	var replicas []*connected
 	defer func() {
+		if b.o.keepDir {
+			b.keepLogs(c.key, replicas)
+		}
 		for _, cr := range replicas {
 			for _, line := range cr.gateLog() {
 				b.e.logf("parent gate (%s): %s", c.name, line)
@@ -329,4 +332,26 @@ func (b *bench) setupStorage(ctx context.Context, dir string) error {
 	}
 	b.e.logf("parent %s seeded", b.e.parentHost)
 	return nil
+}
+
+// keepLogs writes what case key's replicas (registry and sidecars) and the parent printed into logs/ of the working
+// directory, which --keep keeps: which replica fetched what, and when.
+func (b *bench) keepLogs(key string, replicas []*connected) {
+	dir := filepath.Join(b.o.Dir, "logs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.e.logf("keeping the logs: %v", err)
+		return
+	}
+	write := func(name string, p *process) {
+		if err := os.WriteFile(filepath.Join(dir, name+".log"), []byte(p.out.String()), 0o644); err != nil {
+			b.e.logf("keeping the logs: %v", err)
+		}
+	}
+	for i, cr := range replicas {
+		write(fmt.Sprintf("%s-replica-%d-registry", key, i), cr.proc)
+		for _, sc := range cr.sidecars {
+			write(fmt.Sprintf("%s-replica-%d-%s", key, i, strings.ReplaceAll(sc.name, " ", "-")), sc)
+		}
+	}
+	write(key+"-parent", b.e.parent)
 }

@@ -76,8 +76,8 @@ func bytesRatio(ns []int64, total int64) string {
 		lo, hi = min(lo, n), max(hi, n)
 	}
 	s := fmt.Sprintf("%.2f×", float64(quantile(ns, 0.5))/float64(total))
-	if lo != hi {
-		s += fmt.Sprintf(" (%.2f–%.2f)", float64(lo)/float64(total), float64(hi)/float64(total))
+	if l, h := fmt.Sprintf("%.2f", float64(lo)/float64(total)), fmt.Sprintf("%.2f", float64(hi)/float64(total)); l != h {
+		s += fmt.Sprintf(" (%s–%s)", l, h)
 	}
 	return s
 }

@@ -52,7 +52,7 @@ func TestStorageReport(t *testing.T) {
 	b := &bench{o: &Options{Runs: 2, StorageClients: 8, UplinkRate: 50_000_000}, storage: img}
 	b.res.started, b.res.finished, b.res.loadStart = time.Now(), time.Now(), "1.00"
 	b.res.storage = []*storageResult{
-		{c: cases[0], wall: []time.Duration{2 * time.Second, 4 * time.Second}, cached: []time.Duration{2 * time.Second, 4 * time.Second}, parentBlobs: []int64{1000, 1000}, uplink: []int64{1010, 1010}},
+		{c: cases[0], wall: []time.Duration{2 * time.Second, 4 * time.Second}, cached: []time.Duration{2 * time.Second, 4 * time.Second}, parentBlobs: []int64{1000, 1000}, uplink: []int64{1010, 1012}},
 		{c: cases[1], wall: []time.Duration{3 * time.Second, 6 * time.Second}, cached: []time.Duration{4 * time.Second, 7 * time.Second}, parentBlobs: []int64{1000, 1000}, uplink: []int64{1010, 1010}},
 		{c: cases[2], wall: []time.Duration{4 * time.Second, 8 * time.Second}, cached: []time.Duration{4 * time.Second, 8 * time.Second}, parentBlobs: []int64{1000, 1000}, uplink: []int64{1020, 1020}},
 		{c: cases[3], wall: []time.Duration{5 * time.Second, 9 * time.Second}, cached: []time.Duration{5 * time.Second, 9 * time.Second}, parentBlobs: []int64{2500, 3000}, uplink: []int64{2600, 3100},
