@@ -49,7 +49,7 @@ func (b *bench) storageReport() string {
 	}
 	p("\nParent bytes are the blobs the parent began to send (its access log's successful blob GETs, each counted whole); ")
 	p("uplink bytes are all that crossed the link from the parent (TLS, manifests and token round trips included). ")
-	p("1.00× is each blob once for the whole site. \"Cache complete after\" runs from the clients' start until the store holds every blob: ")
+	p("1.00× is each blob once for the whole site; where runs differ, each run's ratio follows the median, in order. \"Cache complete after\" runs from the clients' start until the store holds every blob: ")
 	p("Distribution commits a proxied blob after streaming it, and on object storage the commit is a server-side copy.\n")
 	return w.String()
 }
@@ -66,18 +66,20 @@ func durationRatios(xs, base []time.Duration) []float64 {
 	return out
 }
 
-// bytesRatio prints the median of ns over total, and the range when the runs differ.
+// bytesRatio prints the median of ns over total and, when the runs differ, each run's, in order.
 func bytesRatio(ns []int64, total int64) string {
 	if len(ns) == 0 || total == 0 {
 		return "–"
 	}
-	lo, hi := ns[0], ns[0]
-	for _, n := range ns {
-		lo, hi = min(lo, n), max(hi, n)
+	runs := make([]string, len(ns))
+	differ := false
+	for i, n := range ns {
+		runs[i] = fmt.Sprintf("%.2f", float64(n)/float64(total))
+		differ = differ || runs[i] != runs[0]
 	}
 	s := fmt.Sprintf("%.2f×", float64(quantile(ns, 0.5))/float64(total))
-	if l, h := fmt.Sprintf("%.2f", float64(lo)/float64(total)), fmt.Sprintf("%.2f", float64(hi)/float64(total)); l != h {
-		s += fmt.Sprintf(" (%s–%s)", l, h)
+	if differ {
+		s += " (runs: " + strings.Join(runs, ", ") + ")"
 	}
 	return s
 }
