@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 20m
 HELM_DOCS := bin/helm-docs --chart-search-root chart/connected-registry --template-files README.md.gotmpl \
 	--sort-values-order file --ignore-non-descriptions --skip-version-footer --log-level warning
 
-.PHONY: chart-deps release release-test extension-bundle push-images all tools postrender plugin generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync s3-store test-s3
+.PHONY: chart-deps release release-test extension-bundle push-images all tools postrender plugin generate lint test unit e2e verify demo cluster-build cluster-up cluster-down clean bench-registry bench-postrender bench-sync bench-storage s3-store test-s3
 
 all: verify test
 
@@ -118,6 +118,16 @@ bench-registry:
 bench-sync:
 	bash ci/tools.sh registry
 	go run ./ci/bench/sync --out _out/bench/sync.md
+
+## bench-storage: a concurrent cold pull (8 clients, 3 large layers and 4 small, through a 50 MB/s uplink) into 1
+## replica on filesystem storage (the PVC case), 1 and 3 replicas on Azure Blob (Azurite) with the chart's peer
+## routing, and 3 without it; parent bytes per image and wall time against the PVC case, on loopback addresses;
+## writes _out/bench/storage.md. BENCH_RUNS, BENCH_STORAGE_CLIENTS and the other flags of
+## `go run ./ci/bench/registry -h` tune it.
+bench-storage:
+	bash ci/tools.sh registry
+	bash ci/azurite.sh >/dev/null
+	go run ./ci/bench/registry --sections storage --out _out/bench/storage.md
 
 ## bench-postrender: the post-renderer side by side with bare krusty and the kustomize v5.8.2 CLI on the chart's
 ## output (example site overlay) and synthetic inputs of 100 and 500 objects, with the cold-start cost;

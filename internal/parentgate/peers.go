@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -54,16 +55,20 @@ type Peers struct {
 }
 
 // ResolveMembers returns a Lookup of the addresses name resolves to (a headless Service: one address per ready
-// pod), each with port.
+// pod), each with port. name may list several names, comma-separated, whose addresses are joined: where no DNS
+// lists the replicas (the storage benchmark's replicas on loopback addresses), their addresses themselves.
 func ResolveMembers(name, port string) func(ctx context.Context) ([]string, error) {
+	names := strings.Split(name, ",")
 	return func(ctx context.Context) ([]string, error) {
-		ips, err := net.DefaultResolver.LookupHost(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("looking up the replicas at %q: %w", name, err)
-		}
-		out := make([]string, 0, len(ips))
-		for _, ip := range ips {
-			out = append(out, net.JoinHostPort(ip, port))
+		var out []string
+		for _, n := range names {
+			ips, err := net.DefaultResolver.LookupHost(ctx, strings.TrimSpace(n))
+			if err != nil {
+				return nil, fmt.Errorf("looking up the replicas at %q: %w", n, err)
+			}
+			for _, ip := range ips {
+				out = append(out, net.JoinHostPort(ip, port))
+			}
 		}
 		return out, nil
 	}

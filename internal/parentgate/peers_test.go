@@ -274,4 +274,11 @@ func TestOwnerRouting(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []string{net.JoinHostPort("127.0.0.1", "5129")}, got)
 	})
+
+	t.Run("a comma-separated list should join every name's addresses", func(t *testing.T) {
+		t.Parallel()
+		got, err := ResolveMembers("127.0.0.2,127.0.0.3, 127.0.0.4", "5129")(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, []string{"127.0.0.2:5129", "127.0.0.3:5129", "127.0.0.4:5129"}, got)
+	})
 }

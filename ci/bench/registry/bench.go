@@ -23,6 +23,10 @@ type bench struct {
 	images []*testImage
 	sizes  map[string]int64 // digest → size of every manifest and blob of the images
 	res    results
+
+	// storage is the storage section's image: a few large layers and small ones. The section runs alone, with
+	// only this image.
+	storage *testImage
 }
 
 // results are everything the report prints.
@@ -35,6 +39,7 @@ type results struct {
 	outage            []*series
 	uplink            []*series // direct and cold pulls through a thin uplink
 	token             []*tokenResult
+	storage           []*storageResult
 	notes             []string
 }
 
@@ -102,11 +107,14 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.e, err = newEnv(o.Dir, registryBin, productBin, o.log); err != nil {
 		return err
 	}
-	b.e.logf("generating a %s seeded layer and a multi-arch image", humanBytes(o.LayerSize))
 	rawDir := filepath.Join(o.Dir, "raw")
 	if err := os.MkdirAll(rawDir, 0o755); err != nil {
 		return err
 	}
+	if o.has("storage") {
+		return b.setupStorage(ctx, rawDir)
+	}
+	b.e.logf("generating a %s seeded layer and a multi-arch image", humanBytes(o.LayerSize))
 	if b.single, err = newSingleLayer(rawDir, o.LayerSize, 1); err != nil {
 		return err
 	}
@@ -248,9 +256,15 @@ func (b *bench) runSingle(ctx context.Context) error {
 // concurrent runs n clients that start together and pull img by tag from host; it returns the wall time and
 // each client's time.
 func (b *bench) concurrent(ctx context.Context, host string, img *testImage, n int) (time.Duration, []time.Duration, error) {
+	return b.concurrentSpread(ctx, []string{host}, img, n)
+}
+
+// concurrentSpread runs n clients as concurrent does, client i pulling from hosts[i mod len(hosts)]: spread
+// round-robin over the replicas, as a Service spreads new connections.
+func (b *bench) concurrentSpread(ctx context.Context, hosts []string, img *testImage, n int) (time.Duration, []time.Duration, error) {
 	pullers := make([]*puller, n)
 	for i := range pullers {
-		pullers[i] = newPuller(b.e.ca.Pool, host, b.o.Proto, "", "", b.o.PullTimeout)
+		pullers[i] = newPuller(b.e.ca.Pool, spreadHost(hosts, i), b.o.Proto, "", "", b.o.PullTimeout)
 	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})

@@ -114,6 +114,7 @@ func TestOptionsComplete(t *testing.T) {
 		{name: "an unknown section should fail naming it", args: []string{"--sections", "single,bogus"}, err: `section "bogus"`},
 		{name: "an unknown protocol should fail naming it", args: []string{"--proto", "h3"}, err: `proto "h3"`},
 		{name: "a variant without a name should fail", args: []string{"--variant", "=registry.logLevel=warn"}, err: "want NAME=EXPR"},
+		{name: "storage with another section should fail: it writes a report of its own", args: []string{"--sections", "storage,single"}, err: "section storage runs alone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

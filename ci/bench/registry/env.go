@@ -60,6 +60,7 @@ type connected struct {
 	proc     *process
 	sidecars []*process
 	host     string
+	edit     func(*podemu.Command)
 }
 
 // variant is a set of chart values the connected registry is rendered with.
@@ -209,6 +210,13 @@ func (e *env) startConnectedVia(ctx context.Context, v variant, dir, parentHost 
 	if err != nil {
 		return nil, err
 	}
+	return e.startPod(ctx, res, v, dir, podemu.Options{}, nil)
+}
+
+// startPod starts a registry pod of the rendered chart res with an empty cache volume in dir. opts may add the
+// Secrets the user creates and the pod's address; edit, if not nil, changes each sidecar's command before it
+// starts (what the cluster would provide differently, such as the peers' DNS name).
+func (e *env) startPod(ctx context.Context, res *chartrender.Result, v variant, dir string, opts podemu.Options, edit func(*podemu.Command)) (*connected, error) {
 	port, err := podemu.FreePort()
 	if err != nil {
 		return nil, err
@@ -216,11 +224,12 @@ func (e *env) startConnectedVia(ctx context.Context, v variant, dir, parentHost 
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	pd, err := podemu.New(res, podemu.Options{Dir: dir, RegistryBin: e.registryBin, ProductBin: e.productBin, Port: port})
+	opts.Dir, opts.RegistryBin, opts.ProductBin, opts.Port = dir, e.registryBin, e.productBin, port
+	pd, err := podemu.New(res, opts)
 	if err != nil {
 		return nil, err
 	}
-	c := &connected{variant: v, pod: pd, host: "127.0.0.1:" + strconv.Itoa(port)}
+	c := &connected{variant: v, pod: pd, host: "127.0.0.1:" + strconv.Itoa(port), edit: edit}
 	return c, c.start(ctx, e)
 }
 
@@ -236,6 +245,9 @@ func (c *connected) start(ctx context.Context, e *env) error {
 	}
 	env := append(registry.Env, c.variant.env...)
 	for _, sc := range sidecars {
+		if c.edit != nil {
+			c.edit(&sc)
+		}
 		p, err := startProcess("sidecar "+sc.Name, sc.Bin, sc.Args, sc.Env)
 		if err != nil {
 			return err

@@ -41,6 +41,10 @@ type Options struct {
 	ColdClients, WarmClients []int
 	// Sections selects what runs: single, cold, warm, outage.
 	Sections []string
+	// StorageClients is the client count of the storage section's concurrent cold pull; StorageLayers and
+	// StorageLayerSize are the count and size of its image's large layers.
+	StorageClients, StorageLayers int
+	StorageLayerSize              int64
 	// Proto is the HTTP version the pulling clients offer.
 	Proto clientProto
 	// RegistryBin is Distribution's binary; empty uses $REGISTRY_BIN or bin/registry.
@@ -76,8 +80,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.Func("layer-size", "bytes of the single-layer image's layer (default 200000000)", int64Flag(&o.LayerSize))
 	fs.Func("cold-clients", "client counts of the concurrent cold-pull benchmark (default 10,50)", intsFlag(&o.ColdClients))
 	fs.Func("warm-clients", "client counts of the warm-cache concurrency benchmark (default 1,10,50)", intsFlag(&o.WarmClients))
-	fs.Func("uplink-rate", "bytes per second of the uplink to the parent in the uplink section (default 50000000)", intFlag(&o.UplinkRate))
-	fs.Func("sections", "what to run: single,cold,warm,outage,uplink,token (default all)", func(s string) error { o.Sections = splitList(s); return nil })
+	fs.Func("uplink-rate", "bytes per second of the uplink to the parent in the uplink and storage sections (default 50000000)", intFlag(&o.UplinkRate))
+	fs.Func("sections", "what to run: single,cold,warm,outage,uplink,token (default all); storage runs alone (make bench-storage)", func(s string) error { o.Sections = splitList(s); return nil })
+	fs.Func("storage-clients", "clients of the storage section's concurrent cold pull (default 8)", intFlag(&o.StorageClients))
+	fs.Func("storage-layers", "large layers of the storage section's image (default 3)", intFlag(&o.StorageLayers))
+	fs.Func("storage-layer-size", "bytes of each large layer of the storage section's image (default 64000000)", int64Flag(&o.StorageLayerSize))
 	fs.Func("proto", "HTTP version the clients offer: http1 or http2 (default http1, as containerd)", func(s string) error {
 		switch s {
 		case "http1":
@@ -94,10 +101,12 @@ func (o *Options) BindFlags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&o.OutageTimeout, "outage-timeout", durationDefault(def("outage-timeout", ""), 30*time.Second), "limit of one pull while the parent is down")
 	fs.Var(&o.extraVariants, "variant", "an extra connected-registry variant NAME=EXPR[,EXPR...] of --set expressions (env:KEY=VALUE adds to the registry's environment, for experiments), measured after the built-in ones (repeatable)")
 	fs.Var(&o.extraOutage, "outage-variant", "an extra variant for the outage benchmark, as --variant (repeatable)")
-	fs.BoolVar(&o.keepDir, "keep", false, "keep the working directory")
+	fs.BoolVar(&o.keepDir, "keep", false, "keep the working directory (the storage section also keeps every process's output in its logs/)")
 	for name, set := range map[string]func(string) error{
 		"runs": intFlag(&o.Runs), "layer-size": int64Flag(&o.LayerSize), "cold-clients": intsFlag(&o.ColdClients),
 		"warm-clients": intsFlag(&o.WarmClients), "sections": func(s string) error { o.Sections = splitList(s); return nil },
+		"storage-clients": intFlag(&o.StorageClients), "storage-layers": intFlag(&o.StorageLayers),
+		"storage-layer-size": int64Flag(&o.StorageLayerSize), "uplink-rate": intFlag(&o.UplinkRate),
 	} {
 		if v := def(name, ""); v != "" {
 			_ = set(v)
@@ -134,14 +143,27 @@ func (o *Options) Complete() error {
 	if o.UplinkRate == 0 {
 		o.UplinkRate = 50_000_000
 	}
-	if o.Runs < 1 || o.LayerSize < 1 {
-		return errors.New("runs and layer-size must be positive")
+	if o.StorageClients == 0 {
+		o.StorageClients = 8
+	}
+	if o.StorageLayers == 0 {
+		o.StorageLayers = 3
+	}
+	if o.StorageLayerSize == 0 {
+		o.StorageLayerSize = 64_000_000
+	}
+	if o.Runs < 1 || o.LayerSize < 1 || o.StorageClients < 1 || o.StorageLayers < 1 || o.StorageLayerSize < 1 {
+		return errors.New("runs, layer-size, storage-clients, storage-layers and storage-layer-size must be positive")
 	}
 	for _, s := range o.Sections {
 		switch s {
 		case "single", "cold", "warm", "outage", "uplink", "token":
+		case "storage":
+			if len(o.Sections) > 1 {
+				return errStorageAlone
+			}
 		default:
-			return fmt.Errorf("section %q: want single, cold, warm, outage, uplink or token", s)
+			return fmt.Errorf("section %q: want single, cold, warm, outage, uplink, token or storage", s)
 		}
 	}
 	if o.Variants == nil {
@@ -201,7 +223,7 @@ func (o *Options) Run(ctx context.Context, out io.Writer) (err error) {
 	for _, s := range []struct {
 		name string
 		run  func(context.Context) error
-	}{{"single", b.runSingle}, {"cold", b.runColdConcurrent}, {"warm", b.runWarmConcurrent}, {"outage", b.runOutage}, {"uplink", b.runUplink}, {"token", b.runToken}} {
+	}{{"single", b.runSingle}, {"cold", b.runColdConcurrent}, {"warm", b.runWarmConcurrent}, {"outage", b.runOutage}, {"uplink", b.runUplink}, {"token", b.runToken}, {"storage", b.runStorage}} {
 		if !o.has(s.name) {
 			continue
 		}
@@ -210,7 +232,12 @@ func (o *Options) Run(ctx context.Context, out io.Writer) (err error) {
 		}
 	}
 	b.res.finished = time.Now()
-	report := b.report()
+	var report string
+	if o.has("storage") {
+		report = b.storageReport()
+	} else {
+		report = b.report()
+	}
 	if o.Out == "-" {
 		_, err = io.WriteString(out, report)
 		return err

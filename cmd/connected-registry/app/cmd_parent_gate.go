@@ -103,7 +103,7 @@ func (o *ParentGateOptions) AddFlags(fs *FlagSet) {
 	o.addPullFlags(fs)
 	o.addSpaceFlags(fs)
 	fs.StringVar(&o.Peers, "peers", p+"PEERS", "",
-		"DNS name of the headless Service of the registry's replicas: each blob is fetched from the parent by the replica that owns its digest, once for all; empty: this replica fetches every blob")
+		"DNS name of the headless Service of the registry's replicas (or names, comma-separated): each blob is fetched from the parent by the replica that owns its digest, once for all; empty: this replica fetches every blob")
 	fs.StringVar(&o.PeerListen, "peer-listen", p+"PEER_LISTEN", ":5129", "address the other replicas' gates reach this one on (with --peers)")
 	fs.StringVar(&o.PodIP, "pod-ip", "POD_IP", "", "this pod's IP address, as the headless Service lists it (with --peers)")
 	fs.StringVar(&o.PeerSecret, "peer-secret", p+"PEER_SECRET", "", "the release's shared secret the replicas' gates authenticate each other with (with --peers; give it by its environment variable)")

@@ -55,11 +55,7 @@ func (p *Pod) valueFrom(c, from map[string]any) (string, error) {
 	if ref, ok := from["secretKeyRef"].(map[string]any); ok {
 		name, _ := ref["name"].(string)
 		key, _ := ref["key"].(string)
-		doc, found := p.res.Find("Secret", name)
-		if !found {
-			return "", fmt.Errorf("reads the Secret %q, which the chart does not render", name)
-		}
-		data, err := secretData(name, doc.Object)
+		data, err := p.secret(name)
 		return data[key], err
 	}
 	if ref, ok := from["configMapKeyRef"].(map[string]any); ok {
@@ -81,6 +77,11 @@ func (p *Pod) valueFrom(c, from map[string]any) (string, error) {
 			return DeploymentName + "-podemu", nil
 		case "metadata.uid":
 			return "00000000-0000-0000-0000-00000000e5e5", nil
+		case "status.podIP":
+			if p.opts.PodIP == "" {
+				return "", fmt.Errorf("reads status.podIP, and podemu.Options.PodIP is empty")
+			}
+			return p.opts.PodIP, nil
 		}
 	}
 	return "", fmt.Errorf("uses a valueFrom podemu does not emulate: %v", from)

@@ -56,6 +56,9 @@ type Options struct {
 	// ProductEnv is added to the environment of every container that runs the connected-registry binary, such as
 	// KUBECONFIG for a stand-in API server.
 	ProductEnv []string
+	// PodIP is the pod's address the downward API's status.podIP gives (a loopback address here, one per replica
+	// when several run side by side); empty refuses a container that reads it.
+	PodIP string
 	// Logf, if not nil, receives what the init containers print and what the tls-reloader stand-in did.
 	Logf func(format string, args ...any)
 }

@@ -197,3 +197,25 @@ func TestRemapArgs(t *testing.T) {
 	require.Equal(t, []string{"--dir=/host/tls/x", "/host/etc/a", "/other", "--flag=/other", "plain"},
 		remapArgs(mounts, []string{"--dir=/etc/tls/x", "/etc/a", "/other", "--flag=/other", "plain"}))
 }
+
+// TestEnvFromTheUserAndThePod: an environment variable may take a key of a Secret the user creates (an object
+// store's credentials) and the pod's address (the parent gate's peer address), which Options give.
+func TestEnvFromTheUserAndThePod(t *testing.T) {
+	env := `            - name: ACCOUNTKEY
+              valueFrom: {secretKeyRef: {name: user-parent, key: password}}
+            - name: POD_IP
+              valueFrom: {fieldRef: {fieldPath: status.podIP}}
+            - {name: CREDENTIALS, value: /etc/parent}`
+	res := render(t, func(doc string) string {
+		return strings.Replace(doc, "            - {name: CREDENTIALS, value: /etc/parent}", env, 1)
+	})
+	p := newTestPod(t, res)
+	_, err := p.Start(func(Command) error { return nil })
+	require.ErrorContains(t, err, "reads status.podIP, and podemu.Options.PodIP is empty")
+
+	p.opts.PodIP = "127.9.9.2"
+	reg, err := p.Start(func(Command) error { return nil })
+	require.NoError(t, err)
+	require.Contains(t, reg.Env, "ACCOUNTKEY=secret")
+	require.Contains(t, reg.Env, "POD_IP=127.9.9.2")
+}
