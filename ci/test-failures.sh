@@ -7,7 +7,10 @@ log=$1
 echo "==== failed tests (from $log) ===="
 awk '
   /^=== RUN   [^\/ ]+$/ { name = $3; n = 0; next }
-  /^[ ]+[A-Za-z0-9_]+\.go:[0-9]+: / { if (name != "") { msgs[n++ % 40] = $0 } ; next }
+  /^[ ]+[A-Za-z0-9_]+\.go:[0-9]+: / { if (name != "") { msgs[n++ % 40] = $0; cont = 1 } ; next }
+  # testify continues a message on lines indented by spaces and a tab ("        \tError: ...")
+  cont && /^[ ]+\t/ { if (name != "") { msgs[n++ % 40] = $0 } ; next }
+  { cont = 0 }
   /^--- FAIL: / {
     print $0
     start = (n > 40) ? n - 40 : 0

@@ -165,7 +165,10 @@ func TestMetrics(t *testing.T) {
 		return trusting == len(nodes.Items) && sample(m, "connected_registry_trust_nodes_desired") == float64(len(nodes.Items))
 	}, 3*time.Minute, 3*time.Second, "every node trusts the registry")
 
-	// A cold pull: every blob comes from the parent, once.
+	// A cold pull: every blob comes from the parent, once. This test's host reaches the registry through the
+	// Service, whose rules kube-proxy may still be writing.
+	_, err = env.WaitServing(ctx)
+	require.NoError(t, err)
 	before := scrapeMetrics(t, ctx, ns, svc, seen)
 	require.EqualValues(t, 1, sample(before, "connected_registry_parent_up"), "the gate's probe reached the parent")
 	ref := framework.RegistryHost + "/" + presyncRepository + ":metrics-cold"
