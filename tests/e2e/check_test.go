@@ -3,9 +3,10 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connected-registry/connected-registry/cmd/kubectl-connected_registry/app"
+	"github.com/connected-registry/connected-registry/internal/certs"
 	"github.com/connected-registry/connected-registry/internal/check"
 	"github.com/connected-registry/connected-registry/internal/cli"
 	"github.com/connected-registry/connected-registry/internal/trust/bundle"
@@ -139,9 +141,17 @@ func TestCheck(t *testing.T) {
 	secret := fmt.Sprintf("%s-connected-registry-tls", release)
 	s, err := env.Client.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
 	require.NoError(t, err)
-	certPEM, keyPEM, err := env.CA.Issue("wrong", []net.IP{net.ParseIP("10.96.0.99")}, []string{"wrong.example"})
+	// Issued by the site's own CA (the certgen hook keeps it in <secret>-ca), so that only the SANs are wrong.
+	caSecret, err := env.Client.CoreV1().Secrets(ns).Get(ctx, secret+"-ca", metav1.GetOptions{})
 	require.NoError(t, err)
-	s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey] = certPEM, keyPEM
+	ca, err := certs.ParsePair(caSecret.Data[corev1.TLSCertKey], caSecret.Data[corev1.TLSPrivateKeyKey])
+	require.NoError(t, err)
+	spec, err := certs.ParseKeySpec("ECDSA", 256)
+	require.NoError(t, err)
+	wrong, err := certs.Issue(rand.Reader, ca, certs.Request{Key: spec, IPs: []netip.Addr{netip.MustParseAddr("10.96.0.99")},
+		DNSNames: []string{"wrong.example"}, Duration: 24 * time.Hour}, time.Now())
+	require.NoError(t, err)
+	s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey] = wrong.CertPEM, wrong.KeyPEM
 	_, err = env.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	r, code = runCheck(t, ctx, common...)
