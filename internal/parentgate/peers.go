@@ -196,7 +196,7 @@ func (g *Gate) toOwner(w http.ResponseWriter, r *http.Request, digest string) bo
 	// The owner's gate answers as this one would: a challenge's realm names the registry's own gate.
 	out.Host = r.Host
 	out.Header.Set(PeerSecretHeader, p.Secret)
-	resp, err := p.httpClient(g.DialTimeout).Do(out)
+	resp, err := g.askOwner(out)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return true
@@ -229,4 +229,24 @@ func (g *Gate) toOwner(w http.ResponseWriter, r *http.Request, digest string) bo
 		panic(http.ErrAbortHandler)
 	}
 	return true
+}
+
+// askOwner sends out, a blob GET, to the owner's peer port. When the parent refuses the token it carries, the
+// owner cannot renew it: only the gate that handed the token to its registry knows where it came from. So this
+// gate renews it and asks the owner once more, as it would retry a request of its own to the parent (do).
+// Without that, a token the parent stops taking (a restart with new keys, a revocation) would fail every blob
+// another replica owns until the token's lifetime ends here.
+func (g *Gate) askOwner(out *http.Request) (*http.Response, error) {
+	client := g.Peers.httpClient(g.DialTimeout)
+	resp, err := client.Do(out)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	retry, ok := g.retryWithFreshToken(out)
+	if !ok {
+		return resp, nil
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	return client.Do(retry)
 }
