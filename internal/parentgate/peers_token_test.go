@@ -78,6 +78,10 @@ func TestOwnerRoutingWithTokens(t *testing.T) {
 		require.Equal(t, http.StatusOK, status, "the registry should get the blob, not the parent's refusal: %s\nasking gate's log:\n%s", body, asker.log)
 		require.Equal(t, p.content, body)
 		require.Len(t, p.calls(), 2, "one token, renewed once")
+		for _, r := range rs {
+			require.NotContains(t, r.log.String(), "the parent refused the token",
+				"a token renewed unseen is no refusal to report, least of all by the owner, which never handed it out")
+		}
 		require.EqualValues(t, 2, p.storageGets.Load())
 		for _, a := range p.storageAuth {
 			require.Empty(t, a, "the storage host must never get the registry's Authorization")
