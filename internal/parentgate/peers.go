@@ -222,14 +222,64 @@ func (g *Gate) toOwner(w http.ResponseWriter, r *http.Request, digest string) bo
 		body = idle
 	}
 	buf := make([]byte, copyBuffer)
-	if _, err := io.CopyBuffer(w, body, buf); err != nil {
-		g.logger().Warn("a blob from the owner replica broke off", "owner", owner, "path", r.URL.Path, "err", err)
-		p.avoidFor(owner, now.Add(g.Cooldown))
-		// The registry sees a short body and fails this request; the next one fetches from the parent.
+	from := &readErrs{r: body}
+	sent, err := io.CopyBuffer(w, from, buf)
+	if err == nil || from.err == nil || r.Context().Err() != nil {
+		// Done, or the registry stopped reading: nothing to send it any more.
+		return true
+	}
+	p.avoidFor(owner, now.Add(g.Cooldown))
+	if resp.StatusCode != http.StatusOK {
+		g.logger().Warn("an answer from the owner replica broke off", "owner", owner, "path", r.URL.Path, "err", err)
 		panic(http.ErrAbortHandler)
 	}
+	// The owner went away mid-blob (its pod deleted, its node lost). The registry has the first bytes already:
+	// breaking its request off would make it fail the pull, and Distribution would then write its error after
+	// those bytes, which a client that resumes a download (containerd) keeps as blob content. So this gate gets
+	// the blob again without that owner, from the next owner or the parent, and sends the rest.
+	g.logger().Warn("a blob from the owner replica broke off: getting the rest without it", "owner", owner, "path", r.URL.Path, "bytes", sent, "err", err)
+	g.forward(&resumeWriter{w: w, skip: sent}, r)
 	return true
 }
+
+// resumeWriter continues an answer whose status, headers and first skip bytes went out already: it takes a new
+// whole answer of the same blob and sends only what follows them. Any status other than 200 breaks the
+// request off: the registry must not take a short body as the blob.
+type resumeWriter struct {
+	w      http.ResponseWriter
+	skip   int64
+	header http.Header
+}
+
+func (rw *resumeWriter) Header() http.Header {
+	if rw.header == nil {
+		rw.header = http.Header{}
+	}
+	return rw.header
+}
+
+func (rw *resumeWriter) WriteHeader(code int) {
+	if code != http.StatusOK {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (rw *resumeWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	if rw.skip >= int64(n) {
+		rw.skip -= int64(n)
+		return n, nil
+	}
+	b = b[rw.skip:]
+	rw.skip = 0
+	if _, err := rw.w.Write(b); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Unwrap lets http.ResponseController reach the registry's connection (flushes, write deadlines).
+func (rw *resumeWriter) Unwrap() http.ResponseWriter { return rw.w }
 
 // askOwner sends out, a blob GET, to the owner's peer port. When the parent refuses the token it carries, the
 // owner cannot renew it: only the gate that handed the token to its registry knows where it came from. So this
@@ -249,4 +299,18 @@ func (g *Gate) askOwner(out *http.Request) (*http.Response, error) {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	return client.Do(retry)
+}
+
+// readErrs remembers the error of reading r, apart from an error of writing what was read.
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrs) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }

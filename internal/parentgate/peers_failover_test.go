@@ -1,0 +1,76 @@
+package parentgate
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestOwnerGoneMidBlob(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a blob whose owner goes away mid-stream should reach the registry whole, the rest fetched without that owner", func(t *testing.T) {
+		t.Parallel()
+		hold := make(chan struct{})
+		var once sync.Once
+		release := func() { once.Do(func() { close(hold) }) }
+		content := bytes.Repeat([]byte("owner killed mid-blob "), 200_000)
+		parent := newCountingParent(t, hold, content)
+		rs, _ := replicaSet(t, parent.Server, 3, "release-secret")
+		t.Cleanup(release)
+		logs := &lockedBuffer{}
+		for _, r := range rs {
+			r.gate.Log = slog.New(slog.NewTextHandler(logs, nil))
+		}
+		path := blobPathOf(content)
+		owner := rs[0].gate.Peers.Owner(t.Context(), strings.TrimPrefix(path, "/v2/test/app/blobs/"), time.Now())
+		var asker, gone *replica
+		for _, r := range rs {
+			switch {
+			case r.gate.Peers.Self == owner:
+				gone = r
+			case asker == nil:
+				asker = r
+			}
+		}
+		resp, err := http.Get(asker.url + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		// The registry has a part of the blob, from the owner; then the owner's pod is gone.
+		first := make([]byte, len(content)/8)
+		_, err = io.ReadFull(resp.Body, first)
+		require.NoError(t, err)
+		gone.peer.CloseClientConnections()
+		gone.peer.Close()
+		release()
+		rest, err := io.ReadAll(resp.Body)
+		require.NoError(t, err, "logs:\n%s", logs)
+		body := append(first, rest...)
+		require.True(t, bytes.Equal(content, body), "the registry should get every byte of the blob once, in order (got %d of %d bytes); logs:\n%s", len(body), len(content), logs)
+		require.Contains(t, logs.String(), "getting the rest without it")
+		require.Equal(t, 2, parent.getsOf(path), "the owner's fetch and one more without it")
+	})
+}
+
+// spooledOf is how many bytes of path the gate's flights hold.
+func (g *Gate) spooledOf(path string) int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var n int64
+	for k, f := range g.flights {
+		if strings.HasPrefix(k, path+"\x00") {
+			f.mu.Lock()
+			n += f.size
+			f.mu.Unlock()
+		}
+	}
+	return n
+}
