@@ -202,8 +202,9 @@ func (g *Gate) toOwner(w http.ResponseWriter, r *http.Request, digest string) bo
 			return true
 		}
 		p.avoidFor(owner, now.Add(g.Cooldown))
-		g.logger().Warn("the replica that owns a blob did not answer: fetching it from the parent here", "owner", owner, "path", r.URL.Path, "err", err)
-		return false
+		g.logger().Warn("the replica that owns a blob did not answer: asking the next owner, or the parent from here", "owner", owner, "path", r.URL.Path, "err", err)
+		// The other replicas find the owner gone too, and agree on the next one: asking it keeps the one fetch.
+		return g.toOwner(w, r, digest)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusForbidden && resp.Header.Get(peerRefusedHeader) != "" {

@@ -74,3 +74,47 @@ func (g *Gate) spooledOf(path string) int64 {
 	}
 	return n
 }
+
+func TestOwnerGoneNextOwner(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	content := bytes.Repeat([]byte("next owner "), 100_000)
+	parent := newCountingParent(t, hold, content)
+	rs, _ := replicaSet(t, parent.Server, 3, "release-secret")
+	t.Cleanup(release)
+	path := blobPathOf(content)
+	owner := rs[0].gate.Peers.Owner(t.Context(), strings.TrimPrefix(path, "/v2/test/app/blobs/"), time.Now())
+	var rest []*replica
+	for _, r := range rs {
+		if r.gate.Peers.Self == owner {
+			r.peer.Close() // the owner's pod is gone; the Service still lists it
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, len(rest))
+	for _, r := range rest {
+		go func() {
+			_, body, err := getWith(t, r.url+path, nil)
+			done <- result{body, err}
+		}()
+	}
+	// Both requests wait on one fetch of the next owner before the parent sends the second half.
+	joined := func() int { return rest[0].gate.readersOf(path) + rest[1].gate.readersOf(path) }
+	for deadline := time.Now().Add(time.Minute); joined() < len(rest); time.Sleep(5 * time.Millisecond) {
+		require.False(t, time.Now().After(deadline), "%d of %d requests joined a fetch; parent GETs: %d", joined(), len(rest), parent.getsOf(path))
+	}
+	release()
+	for range rest {
+		res := <-done
+		require.NoError(t, res.err)
+		require.True(t, bytes.Equal(content, res.body))
+	}
+	require.Equal(t, 1, parent.getsOf(path), "the replicas that found the owner gone should agree on the next one and fetch once")
+}
