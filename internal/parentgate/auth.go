@@ -216,6 +216,8 @@ func (g *Gate) reportRefusal(req *http.Request, resp *http.Response, tokenReques
 	switch {
 	case tokenRequest:
 		what = "the parent's token endpoint refused the sync token"
+	case strings.HasPrefix(strings.ToLower(req.Header.Get("Authorization")), "bearer ") && req.Context().Value(fromPeerKey{}) != nil:
+		return // another replica's token: its gate renews it and asks again (askOwner), and reports a refusal
 	case strings.HasPrefix(strings.ToLower(req.Header.Get("Authorization")), "bearer "):
 		what = "the parent refused the token its token endpoint gave for this repository"
 	case req.Header.Get("Authorization") != "":

@@ -201,14 +201,15 @@ func (g *Gate) toOwner(w http.ResponseWriter, r *http.Request, digest string) bo
 	// The owner's gate answers as this one would: a challenge's realm names the registry's own gate.
 	out.Host = r.Host
 	out.Header.Set(PeerSecretHeader, p.Secret)
-	resp, err := p.httpClient(g.DialTimeout).Do(out)
+	resp, err := g.askOwner(out)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return true
 		}
 		p.avoidFor(owner, now.Add(g.Cooldown))
-		g.logger().Warn("the replica that owns a blob did not answer: fetching it from the parent here", "owner", owner, "path", r.URL.Path, "err", err)
-		return false
+		g.logger().Warn("the replica that owns a blob did not answer: asking the next owner, or the parent from here", "owner", owner, "path", r.URL.Path, "err", err)
+		// The other replicas find the owner gone too, and agree on the next one: asking it keeps the one fetch.
+		return g.toOwner(w, r, digest)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusForbidden && resp.Header.Get(peerRefusedHeader) != "" {
@@ -227,11 +228,95 @@ func (g *Gate) toOwner(w http.ResponseWriter, r *http.Request, digest string) bo
 		body = idle
 	}
 	buf := make([]byte, copyBuffer)
-	if _, err := io.CopyBuffer(w, body, buf); err != nil {
-		g.logger().Warn("a blob from the owner replica broke off", "owner", owner, "path", r.URL.Path, "err", err)
-		p.avoidFor(owner, now.Add(g.Cooldown))
-		// The registry sees a short body and fails this request; the next one fetches from the parent.
+	from := &readErrs{r: body}
+	sent, err := io.CopyBuffer(w, from, buf)
+	if err == nil || from.err == nil || r.Context().Err() != nil {
+		// Done, or the registry stopped reading: nothing to send it any more.
+		return true
+	}
+	p.avoidFor(owner, now.Add(g.Cooldown))
+	if resp.StatusCode != http.StatusOK {
+		g.logger().Warn("an answer from the owner replica broke off", "owner", owner, "path", r.URL.Path, "err", err)
 		panic(http.ErrAbortHandler)
 	}
+	// The owner went away mid-blob (its pod deleted, its node lost). The registry has the first bytes already:
+	// breaking its request off would make it fail the pull, and Distribution would then write its error after
+	// those bytes, which a client that resumes a download (containerd) keeps as blob content. So this gate gets
+	// the blob again without that owner, from the next owner or the parent, and sends the rest.
+	g.logger().Warn("a blob from the owner replica broke off: getting the rest without it", "owner", owner, "path", r.URL.Path, "bytes", sent, "err", err)
+	g.forward(&resumeWriter{w: w, skip: sent}, r)
 	return true
+}
+
+// resumeWriter continues an answer whose status, headers and first skip bytes went out already: it takes a new
+// whole answer of the same blob and sends only what follows them. Any status other than 200 breaks the
+// request off: the registry must not take a short body as the blob.
+type resumeWriter struct {
+	w      http.ResponseWriter
+	skip   int64
+	header http.Header
+}
+
+func (rw *resumeWriter) Header() http.Header {
+	if rw.header == nil {
+		rw.header = http.Header{}
+	}
+	return rw.header
+}
+
+func (rw *resumeWriter) WriteHeader(code int) {
+	if code != http.StatusOK {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (rw *resumeWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	if rw.skip >= int64(n) {
+		rw.skip -= int64(n)
+		return n, nil
+	}
+	b = b[rw.skip:]
+	rw.skip = 0
+	if _, err := rw.w.Write(b); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Unwrap lets http.ResponseController reach the registry's connection (flushes, write deadlines).
+func (rw *resumeWriter) Unwrap() http.ResponseWriter { return rw.w }
+
+// askOwner sends out, a blob GET, to the owner's peer port. When the parent refuses the token it carries, the
+// owner cannot renew it: only the gate that handed the token to its registry knows where it came from. So this
+// gate renews it and asks the owner once more, as it would retry a request of its own to the parent (do).
+// Without that, a token the parent stops taking (a restart with new keys, a revocation) would fail every blob
+// another replica owns until the token's lifetime ends here.
+func (g *Gate) askOwner(out *http.Request) (*http.Response, error) {
+	client := g.Peers.httpClient(g.DialTimeout)
+	resp, err := client.Do(out)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	retry, ok := g.retryWithFreshToken(out)
+	if !ok {
+		return resp, nil
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	return client.Do(retry)
+}
+
+// readErrs remembers the error of reading r, apart from an error of writing what was read.
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrs) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }
