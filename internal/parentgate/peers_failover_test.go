@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 )
 
 func TestOwnerGoneMidBlob(t *testing.T) {
@@ -25,7 +27,7 @@ func TestOwnerGoneMidBlob(t *testing.T) {
 		parent := newCountingParent(t, hold, content)
 		rs, _ := replicaSet(t, parent.Server, 3, "release-secret")
 		t.Cleanup(release)
-		logs := &lockedBuffer{}
+		logs := &syncbuf.Buffer{}
 		for _, r := range rs {
 			r.gate.Log = slog.New(slog.NewTextHandler(logs, nil))
 		}

@@ -9,13 +9,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
 )
 
 // tokenReplica is one replica's gate in front of a token parent, with its peer port and its registry's client.
 type tokenReplica struct {
 	gate   *Gate
 	client registryClient
-	log    *lockedBuffer
+	log    *syncbuf.Buffer
 }
 
 // tokenReplicaSet starts n gates in front of p (token auth, blobs redirected to a storage host) that route each
