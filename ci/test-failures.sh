@@ -19,6 +19,8 @@ awk '
     next
   }
   /^[ ]+--- FAIL: / { print $0 }
+  /^e2e: node .* under pressure: / { pressure[np++] = $0 }
   /^panic: / { print; p = 20 ; next }
   p > 0 { print; p-- }
+  END { for (i = 0; i < np; i++) print pressure[i] }
 ' "$log"

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -165,8 +166,10 @@ func podState(pod *corev1.Pod) string {
 	return strings.Join(parts, "; ")
 }
 
-// Dump writes the namespace's pods, their logs and its events to the log, for a failed test.
+// Dump writes the namespace's pods, their logs and its events to the log, for a failed test, after a line on any
+// node under pressure (a full disk taints the node and makes the kubelet delete images, far from the cause).
 func (e *Env) Dump(ctx context.Context, ns string) {
+	e.nodePressure(ctx)
 	fmt.Fprintf(e.Log, "=== dump of namespace %s\n", ns)
 	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err == nil {
@@ -238,3 +241,29 @@ func contains(s []string, v string) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// nodePressure writes "e2e: node <name> under pressure: ..." for each node with a pressure condition, with the free
+// space of the disk that holds the cluster's state (ci/test-failures.sh repeats these lines at the end of a run).
+func (e *Env) nodePressure(ctx context.Context) {
+	nodes, err := e.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, n := range nodes.Items {
+		var under []string
+		for _, c := range n.Status.Conditions {
+			if c.Type != corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				under = append(under, string(c.Type)+" ("+c.Message+")")
+			}
+		}
+		if len(under) == 0 {
+			continue
+		}
+		free := "unknown"
+		var st syscall.Statfs_t
+		if syscall.Statfs(e.State, &st) == nil {
+			free = fmt.Sprintf("%.1f GB", float64(st.Bavail)*float64(st.Bsize)/1e9)
+		}
+		fmt.Fprintf(e.Log, "e2e: node %s under pressure: %s; free disk at %s: %s\n", n.Name, strings.Join(under, ", "), e.State, free)
+	}
+}
