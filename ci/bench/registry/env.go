@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
@@ -301,6 +302,14 @@ func (c *connected) gateLog() []string {
 // waitStored waits until c's cache holds every blob of img: Distribution commits a proxied blob after it has
 // streamed it to the client.
 func (c *connected) waitStored(img *testImage, timeout time.Duration) error {
+	return waitBlobs(context.Background(), img, timeout, "the connected registry's cache", func(d v1.Hash) bool {
+		_, err := os.Stat(filepath.Join(c.pod.DataDir(), "docker", "registry", "v2", "blobs", d.Algorithm, d.Hex[:2], d.Hex, "data"))
+		return err == nil
+	})
+}
+
+// waitBlobs waits until has holds for every blob of img, where is what has looks at.
+func waitBlobs(ctx context.Context, img *testImage, timeout time.Duration, where string, has func(v1.Hash) bool) error {
 	digests, err := blobDigests(img)
 	if err != nil {
 		return err
@@ -309,16 +318,15 @@ func (c *connected) waitStored(img *testImage, timeout time.Duration) error {
 	for {
 		var missing []string
 		for _, d := range digests {
-			p := filepath.Join(c.pod.DataDir(), "docker", "registry", "v2", "blobs", d.Algorithm, d.Hex[:2], d.Hex, "data")
-			if _, err := os.Stat(p); err != nil {
+			if !has(d) {
 				missing = append(missing, d.String())
 			}
 		}
 		if len(missing) == 0 {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the connected registry's cache lacks %d blobs of %s %s after the pull", len(missing), img.repo, timeout)
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s lacks %d blobs of %s %s after the pull: %s", where, len(missing), img.repo, timeout, strings.Join(missing, ", "))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

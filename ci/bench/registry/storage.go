@@ -136,18 +136,11 @@ func (b *bench) runStorage(ctx context.Context) error {
 	if _, err := os.Stat(azurite); err != nil {
 		return fmt.Errorf("azurite is missing at %s: run bash ci/azurite.sh", azurite)
 	}
-	_, port, err := net.SplitHostPort(b.e.parentHost)
-	if err != nil {
-		return err
-	}
-	link, err := testenv.StartLink(net.JoinHostPort(b.e.parentIP, "0"), net.JoinHostPort(b.e.parentIP, port), b.o.UplinkRate)
+	link, via, err := b.startUplink()
 	if err != nil {
 		return err
 	}
 	defer link.Close()
-	_, linkPort, _ := net.SplitHostPort(link.Addr)
-	name, _, _ := net.SplitHostPort(b.e.parentHost)
-	via := net.JoinHostPort(name, linkPort)
 
 	img := b.storage
 	for _, c := range storageCases() {
@@ -277,27 +270,11 @@ func createContainer(ctx context.Context, az *testenv.ObjectStore, name string) 
 // waitStoredBlob waits until the container holds every blob of img where Distribution's azure driver keeps it: a
 // proxied blob is committed after it was streamed to the client.
 func waitStoredBlob(ctx context.Context, c *container.Client, img *testImage, timeout time.Duration) error {
-	digests, err := blobDigests(img)
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		var missing []string
-		for _, d := range digests {
-			key := fmt.Sprintf("docker/registry/v2/blobs/%s/%s/%s/data", d.Algorithm, d.Hex[:2], d.Hex)
-			if _, err := c.NewBlobClient(key).GetProperties(ctx, nil); err != nil {
-				missing = append(missing, d.String())
-			}
-		}
-		if len(missing) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("the container lacks %d blobs of %s %s after the pull: %s", len(missing), img.repo, timeout, strings.Join(missing, ", "))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitBlobs(ctx, img, timeout, "the container", func(d v1.Hash) bool {
+		key := fmt.Sprintf("docker/registry/v2/blobs/%s/%s/%s/data", d.Algorithm, d.Hex[:2], d.Hex)
+		_, err := c.NewBlobClient(key).GetProperties(ctx, nil)
+		return err == nil
+	})
 }
 
 // freePortOn returns a port free on ip.

@@ -13,19 +13,11 @@ import (
 // defaults), both through a link of UplinkRate bytes per second to the parent: the thin uplink of a remote site,
 // which the loopback paths of runSingle leave out. The paths take turns within each run.
 func (b *bench) runUplink(ctx context.Context) error {
-	_, port, err := net.SplitHostPort(b.e.parentHost)
-	if err != nil {
-		return err
-	}
-	link, err := testenv.StartLink(net.JoinHostPort(b.e.parentIP, "0"), net.JoinHostPort(b.e.parentIP, port), b.o.UplinkRate)
+	link, via, err := b.startUplink()
 	if err != nil {
 		return err
 	}
 	defer link.Close()
-	// The parent's certificate names its host: reach the link by the same name.
-	_, linkPort, _ := net.SplitHostPort(link.Addr)
-	name, _, _ := net.SplitHostPort(b.e.parentHost)
-	via := net.JoinHostPort(name, linkPort)
 
 	v := b.o.Variants[len(b.o.Variants)-1]
 	img := b.single
@@ -54,4 +46,20 @@ func (b *bench) runUplink(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startUplink starts a link of UplinkRate bytes per second to the parent and returns it with the host:port that
+// reaches the parent through it, by the parent's host name, which its certificate names.
+func (b *bench) startUplink() (link *testenv.Link, via string, err error) {
+	_, port, err := net.SplitHostPort(b.e.parentHost)
+	if err != nil {
+		return nil, "", err
+	}
+	link, err = testenv.StartLink(net.JoinHostPort(b.e.parentIP, "0"), net.JoinHostPort(b.e.parentIP, port), b.o.UplinkRate)
+	if err != nil {
+		return nil, "", err
+	}
+	_, linkPort, _ := net.SplitHostPort(link.Addr)
+	name, _, _ := net.SplitHostPort(b.e.parentHost)
+	return link, net.JoinHostPort(name, linkPort), nil
 }
