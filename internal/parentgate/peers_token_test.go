@@ -38,6 +38,16 @@ func tokenReplicaSet(t *testing.T, p *tokenParent, n int) []*tokenReplica {
 	return rs
 }
 
+// notOwner returns a replica that does not own p's blob, so that its gate asks the owner.
+func notOwner(t *testing.T, rs []*tokenReplica, p *tokenParent) *tokenReplica {
+	t.Helper()
+	owner := rs[0].gate.Peers.Owner(t.Context(), strings.TrimPrefix(p.path, "/v2/test/app/blobs/"), time.Now())
+	if rs[0].gate.Peers.Self == owner {
+		return rs[1]
+	}
+	return rs[0]
+}
+
 func TestOwnerRoutingWithTokens(t *testing.T) {
 	t.Parallel()
 
@@ -45,11 +55,7 @@ func TestOwnerRoutingWithTokens(t *testing.T) {
 		t.Parallel()
 		p := newTokenParent(t)
 		rs := tokenReplicaSet(t, p, 2)
-		owner := rs[0].gate.Peers.Owner(t.Context(), strings.TrimPrefix(p.path, "/v2/test/app/blobs/"), time.Now())
-		asker := rs[0]
-		if asker.gate.Peers.Self == owner {
-			asker = rs[1]
-		}
+		asker := notOwner(t, rs, p)
 		status, body := asker.client.get(p.path)
 		require.Equal(t, http.StatusOK, status, string(body))
 		require.Equal(t, p.content, body)
@@ -65,11 +71,7 @@ func TestOwnerRoutingWithTokens(t *testing.T) {
 		t.Parallel()
 		p := newTokenParent(t)
 		rs := tokenReplicaSet(t, p, 2)
-		owner := rs[0].gate.Peers.Owner(t.Context(), strings.TrimPrefix(p.path, "/v2/test/app/blobs/"), time.Now())
-		asker := rs[0]
-		if asker.gate.Peers.Self == owner {
-			asker = rs[1]
-		}
+		asker := notOwner(t, rs, p)
 		status, body := asker.client.get(p.path)
 		require.Equal(t, http.StatusOK, status, string(body))
 
