@@ -30,7 +30,6 @@ import (
 	"github.com/connected-registry/connected-registry/internal/cli"
 	"github.com/connected-registry/connected-registry/internal/presync"
 	"github.com/connected-registry/connected-registry/internal/registryapi"
-	"github.com/connected-registry/connected-registry/internal/testing/acrparent"
 	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 	"github.com/connected-registry/connected-registry/internal/testing/podemu"
 )
@@ -121,9 +120,7 @@ func TestClientTokens(t *testing.T) {
 	registryBin := registryBinary(t)
 	productBin := productBinary(t)
 	ca := newTestCA(t)
-	par, err := acrparent.Start(context.Background(), acrparent.Options{Bin: registryBin, Dir: t.TempDir(), CA: ca.CA})
-	must(t, err)
-	t.Cleanup(par.Stop)
+	par := startACRParent(t, registryBin, ca)
 	want := newMultiArch(t)
 	must(t, par.Push(context.Background(), repo+":"+tag, want.index))
 	must(t, par.Push(context.Background(), "other/app:"+tag, want.index))

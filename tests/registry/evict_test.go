@@ -125,9 +125,7 @@ func TestCacheEviction(t *testing.T) {
 	productBin := productBinary(t)
 	ca := newTestCA(t)
 	ctx := context.Background()
-	par, err := acrparent.Start(ctx, acrparent.Options{Bin: registryBin, Dir: t.TempDir(), CA: ca.CA})
-	must(t, err)
-	t.Cleanup(par.Stop)
+	par := startACRParent(t, registryBin, ca)
 
 	shared, sharedDigest := layerOf(t, 1<<20)
 	oldOwn, oldDigest := layerOf(t, 2<<20)

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/connected-registry/connected-registry/internal/testing/acrparent"
 )
 
 // mountSmallVolume mounts a tmpfs of size (a mount(8) size such as 6m) at dir, or skips the test where mounting
@@ -39,9 +37,7 @@ func TestFullCacheVolume(t *testing.T) {
 	productBin := productBinary(t)
 	ca := newTestCA(t)
 	ctx := context.Background()
-	par, err := acrparent.Start(ctx, acrparent.Options{Bin: registryBin, Dir: t.TempDir(), CA: ca.CA})
-	must(t, err)
-	t.Cleanup(par.Stop)
+	par := startACRParent(t, registryBin, ca)
 	small, _ := layerOf(t, 1<<20)
 	big, bigDigest := layerOf(t, 8<<20)
 	images := map[string]*multiArch{

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connected-registry/connected-registry/internal/testing/acrparent"
 	"github.com/connected-registry/connected-registry/internal/testing/chartrender"
 	"github.com/connected-registry/connected-registry/internal/testing/podemu"
 	"github.com/connected-registry/connected-registry/internal/testing/syncbuf"
@@ -221,4 +222,14 @@ func (p *process) accessLog(from int) (accessLog, int) {
 
 func (a accessLog) String() string {
 	return fmt.Sprintf("%d requests, %d bytes (of which %d blob requests, %d blob bytes)", a.requests, a.bytes, a.blobRequests, a.blobBytes)
+}
+
+// startACRParent starts the ACR-like test parent (bearer tokens that expire, blobs from a storage host) with the
+// test CA and its default sync token, and stops it when the test ends.
+func startACRParent(t *testing.T, registryBin string, ca *testCA) *acrparent.Parent {
+	t.Helper()
+	par, err := acrparent.Start(context.Background(), acrparent.Options{Bin: registryBin, Dir: t.TempDir(), CA: ca.CA})
+	must(t, err)
+	t.Cleanup(par.Stop)
+	return par
 }

@@ -91,9 +91,7 @@ func TestTokenParentRefusesTheSyncToken(t *testing.T) {
 	registryBin := registryBinary(t)
 	productBin := productBinary(t)
 	ca := newTestCA(t)
-	par, err := acrparent.Start(context.Background(), acrparent.Options{Bin: registryBin, Dir: t.TempDir(), CA: ca.CA})
-	must(t, err)
-	t.Cleanup(par.Stop)
+	par := startACRParent(t, registryBin, ca)
 	want := newMultiArchOf(t, 1<<10)
 	must(t, par.Push(context.Background(), repo+":"+tag, want.index))
 
