@@ -64,18 +64,8 @@ func (g *Gate) rewriteChallenges(resp *http.Response, gateHost string) {
 	resp.Header["Www-Authenticate"] = rewritten
 }
 
-// realmURL checks a realm the parent announced: an absolute https URL (http only for an http parent), without
-// credentials.
-func (g *Gate) realmURL(realm string) (*url.URL, error) {
-	u, err := url.Parse(realm)
-	if err != nil {
-		return nil, fmt.Errorf("realm %q is not a URL: %w", realm, err)
-	}
-	if u.Host == "" || u.User != nil || u.Fragment != "" || (u.Scheme != "https" && (u.Scheme != "http" || g.Parent.Scheme != "http")) {
-		return nil, fmt.Errorf("realm %q is not an https URL of a token endpoint", realm)
-	}
-	return u, nil
-}
+// realmURL checks a realm the parent announced (registryapi.RealmURL).
+func (g *Gate) realmURL(realm string) (*url.URL, error) { return registryapi.RealmURL(realm, g.Parent) }
 
 func (g *Gate) allowRealm(u *url.URL) {
 	g.allow(hostPort80443(u), roleRealm)

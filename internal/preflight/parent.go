@@ -91,9 +91,9 @@ func checkParent(ctx context.Context, c *Checker) (Status, string) {
 	switch strings.ToLower(cs[0].Scheme) {
 	case "bearer":
 		r, _ := cs[0].Param("realm")
-		realm, err := url.Parse(r)
-		if err != nil || realm.Host == "" {
-			return warn("the parent %s names no usable token realm (%q): the registry may fail to authenticate", parent.Host, header)
+		realm, err := registryapi.RealmURL(r, parent)
+		if err != nil {
+			return warn("the parent %s names no usable token realm (%v): the registry's gate will not send the sync token there", parent.Host, err)
 		}
 		q := realm.Query()
 		if s, _ := cs[0].Param("service"); s != "" {

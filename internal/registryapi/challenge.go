@@ -1,10 +1,13 @@
-// Package registryapi reads what a registry of the OCI distribution API answers, where the parent gate and the
-// preflight check both need it: the challenges of a WWW-Authenticate header (RFC 9110 section 11.6.1), as
-// `Bearer realm="https://…/token",service="…"`, and the message of an error answer.
+// Package registryapi speaks the parts of the OCI distribution API that the parent gate, the preflight check and
+// the pre-sync all need: the challenges of a WWW-Authenticate header (RFC 9110 section 11.6.1), as
+// `Bearer realm="https://…/token",service="…"`, which realms credentials may go to (RealmURL), the message of an
+// error answer, and a client's credentials for Basic and bearer-token registries (Credentials).
 package registryapi
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -155,4 +158,17 @@ func FormatChallenges(cs []Challenge) string {
 		}
 	}
 	return b.String()
+}
+
+// RealmURL checks the realm of a Bearer challenge of registry before any credentials go there: an absolute https
+// URL (http only when the registry itself is plain http), without user information or fragment.
+func RealmURL(realm string, registry *url.URL) (*url.URL, error) {
+	u, err := url.Parse(realm)
+	if err != nil {
+		return nil, fmt.Errorf("realm %q is not a URL: %w", realm, err)
+	}
+	if u.Host == "" || u.User != nil || u.Fragment != "" || (u.Scheme != "https" && (u.Scheme != "http" || registry.Scheme != "http")) {
+		return nil, fmt.Errorf("realm %q is not an https URL of a token endpoint", realm)
+	}
+	return u, nil
 }

@@ -1,6 +1,7 @@
 package registryapi_test
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,4 +37,32 @@ func TestErrorMessage(t *testing.T) {
 	require.Equal(t, "UNAUTHORIZED authentication required", registryapi.ErrorMessage([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication\nrequired"}]}`)))
 	require.Empty(t, registryapi.ErrorMessage([]byte(`<html>not json</html>`)))
 	require.Empty(t, registryapi.ErrorMessage([]byte(`{"errors":[]}`)))
+}
+
+func TestRealmURL(t *testing.T) {
+	t.Parallel()
+	https := &url.URL{Scheme: "https", Host: "r.example"}
+	plain := &url.URL{Scheme: "http", Host: "r.example"}
+	for _, tt := range []struct {
+		name, realm string
+		registry    *url.URL
+		ok          bool
+	}{
+		{"an https realm of an https registry should be taken", "https://login.example/oauth2/token", https, true},
+		{"an http realm of an https registry should be refused: credentials would go in clear", "http://login.example/token", https, false},
+		{"an http realm of an http registry should be taken", "http://r.example/token", plain, true},
+		{"a realm with user information should be refused", "https://user:pw@login.example/token", https, false},
+		{"a relative realm should be refused", "/token", https, false},
+		{"a realm with a fragment should be refused", "https://login.example/token#x", https, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := registryapi.RealmURL(tt.realm, tt.registry)
+			if tt.ok {
+				require.NoError(t, err)
+				require.Equal(t, tt.realm, u.String())
+				return
+			}
+			require.ErrorContains(t, err, "is not an https URL of a token endpoint")
+		})
+	}
 }

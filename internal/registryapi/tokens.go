@@ -126,16 +126,13 @@ func (c *Credentials) authorize(req *http.Request, scope string) {
 	}
 }
 
-// fetchToken asks the challenge's realm for a token for scope. The credentials go only over HTTPS, or over HTTP
-// to the registry's own host when the registry itself is plain HTTP.
+// fetchToken asks the challenge's realm for a token for scope. The credentials go only to a realm RealmURL
+// accepts: over HTTPS, or over HTTP when the registry itself is plain HTTP.
 func (c *Credentials) fetchToken(ctx context.Context, registry *url.URL, ch *Challenge, scope string) (string, error) {
 	r, _ := ch.Param("realm")
-	realm, err := url.Parse(r)
-	if err != nil || realm.Host == "" || (realm.Scheme != "https" && realm.Scheme != "http") {
-		return "", fmt.Errorf("the registry %s names no usable token realm (%q)", registry.Host, r)
-	}
-	if realm.Scheme == "http" && (registry.Scheme != "http" || realm.Host != registry.Host) {
-		return "", fmt.Errorf("the registry %s names the token realm %s over plain HTTP: credentials are sent there only over HTTPS", registry.Host, realm.Redacted())
+	realm, err := RealmURL(r, registry)
+	if err != nil {
+		return "", fmt.Errorf("the registry %s names no usable token realm: %w", registry.Host, err)
 	}
 	q := realm.Query()
 	if svc, ok := ch.Param("service"); ok {

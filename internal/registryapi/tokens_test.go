@@ -161,13 +161,13 @@ func TestCredentials(t *testing.T) {
 		require.NotContains(t, err.Error(), "secret-pw")
 	})
 
-	t.Run("a realm over plain HTTP on another host should get no credentials", func(t *testing.T) {
+	t.Run("a realm over plain HTTP, for a registry over HTTPS, should get no credentials", func(t *testing.T) {
 		t.Parallel()
 		reg := newTokenRegistry(t)
 		reg.realm = "http://tokens.example/token"
 		c := &registryapi.Credentials{Client: reg.Client(), Username: "sync", Password: "pw"}
 		_, err := get(t, c, reg.URL+"/v2/app/manifests/v1", "repository:app:pull")
-		require.ErrorContains(t, err, "over plain HTTP")
+		require.ErrorContains(t, err, `realm "http://tokens.example/token" is not an https URL of a token endpoint`)
 		require.Zero(t, reg.asks())
 	})
 
